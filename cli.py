@@ -1,0 +1,207 @@
+"""The `talkstudio` command. Commands parse options and call talkstudio; no logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from talkstudio import __version__
+from talkstudio.errors import InputError
+
+app = typer.Typer(
+    name="talkstudio",
+    help="Turn a written dialogue into a talking video.\n\n"
+    "A YAML screenplay (cast with portraits and voices, scenes, lines) is spoken by TTS into "
+    "one track per speaker on one timeline, then rendered and assembled into an mp4.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+# piped output is read in logs and CI: give tables room instead of rich's 80-column default
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+ScriptArg = Annotated[Path, typer.Argument(help="screenplay YAML file", show_default=False)]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="cache folder [default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio]")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="redo everything (results are still stored)")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print only warnings and errors")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"talkstudio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="show the version and exit")] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def validate(scripts: Annotated[list[Path], typer.Argument(help="screenplay YAML files", show_default=False)]) -> None:
+    """Check screenplays without doing any work: YAML, fields, speakers, files, voices.
+
+    Every problem is listed with file:line:column, the field and how to fix it.
+    Exit code 0 when all are fine, 2 when any is not.
+    """
+    from talkstudio.screenplay import load_screenplay
+
+    failed = []
+    for script in scripts:
+        try:
+            s = load_screenplay(script)
+        except InputError as error:
+            failed.append(error)
+            continue
+        lines = sum(len(scene.lines) for scene in s.scenes)
+        out.print(f"[green]ok[/green] {escape(str(script))}: '{escape(s.title)}', {len(s.cast)} characters, "
+                  f"{len(s.scenes)} scenes, {lines} lines, backend {s.video.backend} at {s.fps:g} fps",
+                  highlight=False, soft_wrap=True)
+    if failed:
+        raise InputError([problem for error in failed for problem in error.problems])
+
+
+@app.command()
+def audio(
+    script: ScriptArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="output folder")] = Path("talkstudio-out"),
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Speak every line and lay out the timeline: tracks/<speaker>.wav, mix.wav, cues.json.
+
+    Tracks are concat-padded: one per cast member, all the timeline's length, exact
+    zeros outside that speaker's lines. The mix is their sum, normalised to the
+    screenplay's loudness target. cues.json holds every line's speaker, text,
+    start/end in seconds, samples and frames, and word timings.
+    """
+    from talkstudio.cache import Cache
+    from talkstudio.progress import Reporter
+    from talkstudio.render import render_audio
+
+    result = render_audio(script, output, Cache(cache, enabled=not no_cache), Reporter(quiet=quiet))
+    if not quiet:
+        _print_timeline(result)
+
+
+def _print_timeline(result) -> None:
+    doc = result.cues
+    names = {s["id"]: s["name"] for s in doc["speakers"]}
+    table = Table(box=box.SIMPLE_HEAD, title=f"{escape(doc['title'])}: {doc['duration']:.2f} s, {doc['frames']} frames at "
+                        f"{doc['fps']:g} fps, {doc['sample_rate']} Hz")
+    for column, justify in (("scene", "left"), ("#", "right"), ("speaker", "left"), ("start", "right"),
+                            ("end", "right"), ("frames", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=44)
+    for cue in doc["cues"]:
+        text = escape(cue["text"] if not cue["audio"] else f"[recorded] {cue['text']}")
+        table.add_row(cue["scene"], str(cue["line"] + 1), names[cue["speaker"]], f"{cue['start']:.2f}",
+                      f"{cue['end']:.2f}", f"{cue['start_frame']}-{cue['end_frame']}", text)
+    out.print(table)
+    loud = doc["loudness"]
+    level = f"{loud['integrated_lufs']:.1f} LUFS" if loud["integrated_lufs"] is not None else "too short to measure"
+    if not result.up_to_date:
+        out.print(f"speech: {result.synthesized} synthesized, {result.cached} from cache, {result.recorded} recorded "
+                  f"in {result.speech_seconds:.3f} s", highlight=False)
+    out.print(f"mix: {level}, true peak {loud['true_peak_dbtp']} dBTP, gain {loud['gain_db']:+.2f} dB, "
+              f"limiter {loud['limited_db']:.2f} dB", highlight=False)
+    out.print(f"{'up to date' if result.up_to_date else 'wrote'} {result.out_dir}/: tracks/ ({len(names)}), "
+              f"mix.wav, cues.json", highlight=False)
+
+
+@app.command()
+def voices(
+    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="list only this engine")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="list every language and variant, not only presets")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the installed voice engines and the voices each offers."""
+    from talkstudio.voices import engine_names, get_engine
+
+    names = engine_names()
+    if engine and engine not in names:
+        raise InputError(f"unknown voice engine '{engine}'; installed: {', '.join(names)}")
+    listing = {}
+    for name in [engine] if engine else names:
+        try:
+            e = get_engine(name)
+            listing[name] = {"version": e.version(), "voices": e.voices()}
+        except ImportError as error:
+            listing[name] = {"version": f"not loadable: {error}", "voices": []}
+    if as_json:
+        out.print_json(json.dumps({n: {"version": v["version"], "voices": [vars(x) for x in v["voices"]]}
+                                   for n, v in listing.items()}))
+        return
+    for name, entry in listing.items():
+        shown = [v for v in entry["voices"] if all_ or v.kind in ("preset", "speaker", "voice")]
+        table = Table(title=f"{name} ({entry['version']})")
+        for column in ("id", "kind", "language", "description"):
+            table.add_column(column)
+        for v in shown:
+            table.add_row(v.id, v.kind, v.language, v.description)
+        out.print(table)
+        hidden = len(entry["voices"]) - len(shown)
+        if hidden:
+            out.print(f"  ...and {hidden} languages and variants: --all lists them "
+                      f"(espeak ids combine them, e.g. en-gb+m3)", highlight=False)
+
+
+@app.command()
+def schema(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to a file instead of stdout")] = None,
+) -> None:
+    """Print the JSON Schema of the screenplay format (for editor autocompletion and checks)."""
+    from talkstudio.screenplay import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n")
+    else:
+        print(text)
+
+
+def _log_internal_error() -> Path:
+    from talkstudio.cache import default_cache_root
+
+    folder = default_cache_root() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"talkstudio-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log.write_text(f"talkstudio {__version__}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app; bad input exits 2 with the problems, internal failures exit 1 with a log."""
+    try:
+        app(args=argv, prog_name="talkstudio")  # usage errors: Typer prints them and exits 2
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except InputError as error:
+        for problem in error.problems:
+            err.print(f"[red]error:[/red] {escape(problem.render())}", highlight=False, soft_wrap=True)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the one place that turns crashes into a log
+        log = _log_internal_error()
+        err.print(f"[red]internal error:[/red] {escape(f'{type(error).__name__}: {error}')}\n"
+                  f"the details are in {log}", highlight=False)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Audio in and out: float32 mono everywhere inside, one real resampler, ffmpeg for decoding."""
+
+from __future__ import annotations
+
+import shutil
+from functools import lru_cache
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from talkstudio.cache import atomic_write
+from talkstudio.errors import InputError, Problem
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """The system ffmpeg when there is one, else the binary shipped by imageio-ffmpeg."""
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def read_audio(path: Path, rate: int) -> np.ndarray:
+    """Decode any audio file ffmpeg reads to mono float32 at `rate` (channels averaged)."""
+    import ffmpeg
+
+    stream = ffmpeg.input(str(path)).output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=rate)
+    try:
+        out, _ = stream.global_args("-nostdin", "-loglevel", "error").run(
+            cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True
+        )
+    except ffmpeg.Error as e:
+        detail = e.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
+        raise InputError(Problem(f"cannot decode audio: {detail[0]}", file=path,
+                                 hint="convert it to WAV or another format ffmpeg reads")) from None
+    samples = np.frombuffer(out, dtype=np.float32).copy()
+    if not len(samples):
+        raise InputError(Problem("audio file holds no samples", file=path, hint="record or export it again"))
+    return samples
+
+
+def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Polyphase resampling (Kaiser-windowed FIR); returns the input when the rates match."""
+    if source_rate == target_rate:
+        return samples
+    from scipy.signal import resample_poly
+
+    common = gcd(source_rate, target_rate)
+    return resample_poly(samples, target_rate // common, source_rate // common).astype(np.float32)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    """Write 32-bit float WAV atomically (exact zeros and levels survive the round trip)."""
+    from scipy.io import wavfile
+
+    with atomic_write(Path(path)) as f:
+        wavfile.write(f, rate, np.ascontiguousarray(samples, dtype=np.float32))
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    from scipy.io import wavfile
+
+    rate, samples = wavfile.read(path)
+    return samples, rate

@@ -1,0 +1,83 @@
+"""Content-addressed store for expensive artefacts.
+
+An artefact lives at `<root>/<kind>/<key[:2]>/<key><suffix>`, where the key is
+the SHA-256 of a canonical JSON of everything that determines it. Writes go to
+a temporary name in the same folder and are renamed when complete, so a killed
+run never leaves a half file under a finished name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+CACHE_ENV = "TALKSTUDIO_CACHE"
+
+
+def default_cache_root() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "talkstudio"
+
+
+def content_key(parts: dict) -> str:
+    """SHA-256 of the canonical JSON of `parts` (sorted keys, paths and numbers as written)."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files and names; memoised per (path, size, mtime)."""
+    path = Path(path)
+    if path.is_dir():
+        entries = sorted(p for p in path.rglob("*") if p.is_file())
+        return content_key({str(p.relative_to(path)): file_digest(p) for p in entries})
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _digests:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _digests[memo] = digest.hexdigest()
+    return _digests[memo]
+
+
+@contextmanager
+def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside `target`; rename it onto `target` only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class Cache:
+    """A content-addressed folder; `enabled=False` reads nothing (but still writes)."""
+
+    def __init__(self, root: Path | None = None, enabled: bool = True):
+        self.root = Path(root) if root else default_cache_root()
+        self.enabled = enabled
+
+    def path(self, kind: str, key: str, suffix: str) -> Path:
+        return self.root / kind / key[:2] / f"{key}{suffix}"
+
+    def lookup(self, kind: str, key: str, suffix: str) -> Path | None:
+        path = self.path(kind, key, suffix)
+        return path if self.enabled and path.is_file() else None

@@ -1,0 +1,51 @@
+"""Progress for long work: rich bars on a terminal, plain lines otherwise, nothing with --quiet."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+Advance = Callable[..., None]
+
+
+class Reporter:
+    """Stages report through this; it decides how (or whether) to show them."""
+
+    def __init__(self, quiet: bool = False, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.fancy = not quiet and self.console.is_terminal
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    @contextmanager
+    def task(self, description: str, total: int) -> Iterator[Advance]:
+        """Yield `advance(n=1)`; show a bar (terminal) or a start and an end line (plain)."""
+        started = time.perf_counter()
+        if self.fancy:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+            with Progress(*columns, console=self.console, transient=True) as bar:
+                task = bar.add_task(description, total=total)
+                yield lambda n=1: bar.advance(task, n)
+        else:
+            done = [0]
+
+            def advance(n: int = 1) -> None:
+                done[0] += n
+
+            if not self.quiet:
+                print(f"{description}: {total} to do", file=sys.stderr, flush=True)
+            yield advance
+        if not self.quiet:
+            self.info(f"{description}: {total} done in {time.perf_counter() - started:.2f} s")

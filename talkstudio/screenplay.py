@@ -1,0 +1,527 @@
+"""The screenplay: schema, loading, and every check that can run before any work.
+
+`load_screenplay(path)` parses the YAML (remembering line numbers), expands the
+shorthands (`- ana: Hello`), validates types and ranges with pydantic, then
+checks what pydantic cannot: speakers against the cast, files on disk, voices
+against their engines, ids. All problems are collected and raised together as
+one `InputError`, each naming file, line, column and field, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema
+
+from talkstudio.errors import InputError, Problem
+from talkstudio.generators import DEFAULT_GENERATOR, GENERATORS
+from talkstudio.sourcemap import SourceMap, dotted, load_yaml
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+COLOUR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+TEXT_KEYS = {"title", "name", "id", "prompt", "emotion", "text", "language", "engine", "speaker", "background"}
+IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
+
+
+def _parse_size(value: Any) -> Any:
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", value)
+        if not match:
+            raise ValueError("size must be WIDTHxHEIGHT, e.g. 832x480")
+        return int(match[1]), int(match[2])
+    return value
+
+
+def _check_size(value: tuple[int, int]) -> tuple[int, int]:
+    width, height = value
+    for name, n in (("width", width), ("height", height)):
+        if not 64 <= n <= 4096:
+            raise ValueError(f"{name} {n} is outside 64..4096")
+        if n % 2:
+            raise ValueError(f"{name} {n} is odd; H.264 needs even sizes (use {n + 1})")
+    return value
+
+
+def _check_face(value: Any) -> Any:
+    if not (isinstance(value, (list, tuple)) and len(value) == 4):
+        raise ValueError("a face box is [x, y, width, height] in pixels of the image")
+    if value[2] <= 0 or value[3] <= 0 or value[0] < 0 or value[1] < 0:
+        raise ValueError("a face box needs x, y >= 0 and width, height > 0")
+    return value
+
+
+Size = Annotated[
+    tuple[int, int],
+    BeforeValidator(_parse_size),
+    Field(description="WIDTHxHEIGHT in pixels, e.g. 832x480, or [832, 480]"),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+x\d+$"},
+                              {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}]}),
+]
+FaceBox = Annotated[
+    tuple[float, float, float, float],
+    BeforeValidator(_check_face),
+    Field(description="face box [x, y, width, height] in pixels of the image"),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Voice(_Model):
+    """How a character sounds. A plain string is shorthand for `id`."""
+
+    engine: str = Field("espeak", description="TTS engine: see `talkstudio voices`")
+    id: str | None = Field(None, description="voice or speaker of the engine, e.g. 'ava' or 'en-gb+m3' for espeak")
+    model: Path | None = Field(None, description="model file or folder for neural engines")
+    reference: Path | None = Field(None, description="reference recording for voice-cloning engines")
+    language: str | None = Field(None, description="language code, e.g. en-us, de, ja")
+    rate: float = Field(1.0, ge=0.25, le=4.0, strict=True, description="speaking rate, 1.0 = normal")
+    pitch: float = Field(0.0, ge=-24, le=24, strict=True, description="pitch shift in semitones")
+    volume: float = Field(1.0, ge=0.0, le=4.0, strict=True, description="gain in the mix, 1.0 = as spoken")
+
+
+class Video(_Model):
+    size: Size = (832, 480)
+    fps: float | None = Field(None, gt=0, le=120, strict=True, description="frame rate; default: the backend's own")
+    backend: str = Field(DEFAULT_GENERATOR, description="generator: " + ", ".join(GENERATORS))
+
+
+class AudioSettings(_Model):
+    sample_rate: int | None = Field(None, ge=8000, le=96000, strict=True,
+                                    description="timeline sample rate; default: the highest rate of the voices used")
+    loudness: float = Field(-16.0, ge=-40, le=-5, strict=True, description="integrated loudness of the mix, LUFS")
+    true_peak: float = Field(-1.0, ge=-12, le=0, strict=True, description="ceiling for the mix's true peak, dBTP")
+
+
+class Timing(_Model):
+    lead_in: float = Field(0.3, ge=0, le=60, strict=True, description="silence before a scene's first line, seconds")
+    gap: float = Field(0.35, ge=0, le=60, strict=True, description="silence between lines unless a line sets pause")
+    tail: float = Field(0.8, ge=0, le=60, strict=True, description="silence after a scene's last line, seconds")
+
+
+class Character(_Model):
+    name: str | None = Field(None, description="display name (subtitles); default: the id")
+    image: Path | None = Field(None, description="portrait image")
+    voice: Voice = Field(default_factory=Voice)
+    face: FaceBox | None = None
+
+
+class Line(_Model):
+    """One line of dialogue. Shorthand: `- ana: Hello there` (plus any other field)."""
+
+    speaker: str = Field(description="cast id of who speaks")
+    text: str | None = Field(None, description="what is said (the transcript, for a recorded line)")
+    audio: Path | None = Field(None, description="recorded audio used instead of TTS")
+    pause: float | None = Field(None, ge=0, le=60, strict=True, description="silence before this line, seconds")
+    overlap: float | None = Field(None, gt=0, le=30, strict=True,
+                                  description="start this many seconds before the previous line ends")
+    prompt: str | None = Field(None, description="what the picture shows while this line is spoken")
+    emotion: str | None = None
+    _where: str = PrivateAttr("")
+
+    @property
+    def where(self) -> str:
+        """file:line of this line in the screenplay."""
+        return self._where
+
+
+class Scene(_Model):
+    id: str | None = Field(None, pattern=ID_PATTERN, description="letters, digits, - and _; default scene-N")
+    stage: Path | None = Field(None, description="an image holding all the scene's characters")
+    background: str | None = Field(None, description="'#rrggbb' colour or image behind composed portraits")
+    cast: list[str] | None = Field(None, description="who is on stage, left to right; default: the speakers")
+    faces: dict[str, FaceBox] = Field(default_factory=dict, description="face boxes in the stage image, by cast id")
+    prompt: str | None = None
+    lines: list[Line] = Field(min_length=1)
+
+
+class Screenplay(_Model):
+    title: str | None = None
+    video: Video = Field(default_factory=Video)
+    voice: Voice = Field(default_factory=Voice, description="defaults for every character's voice")
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    timing: Timing = Field(default_factory=Timing)
+    cast: dict[str, Character] = Field(min_length=1)
+    scenes: list[Scene] = Field(min_length=1)
+    _file: Path = PrivateAttr(Path("screenplay.yaml"))
+
+    @property
+    def file(self) -> Path:
+        return self._file
+
+    @property
+    def fps(self) -> float:
+        return self.video.fps or GENERATORS[self.video.backend].fps
+
+    @property
+    def speakers(self) -> list[str]:
+        """Cast ids in the order tracks are laid out."""
+        return list(self.cast)
+
+    def input_files(self) -> list[Path]:
+        """Every file the screenplay refers to (resolved), for up-to-date checks."""
+        voices = [self.voice] + [c.voice for c in self.cast.values()]
+        candidates = [c.image for c in self.cast.values()]
+        candidates += [v.model for v in voices] + [v.reference for v in voices]
+        candidates += [s.stage for s in self.scenes]
+        candidates += [Path(s.background) for s in self.scenes if s.background and not COLOUR_PATTERN.match(s.background)]
+        candidates += [line.audio for s in self.scenes for line in s.lines]
+        return [p for p in candidates if p is not None]
+
+
+def load_screenplay(file: str | Path) -> Screenplay:
+    """Parse, validate and resolve a screenplay; raise InputError listing every problem."""
+    file = Path(file)
+    data, source = load_yaml(file)
+    if data is None:
+        raise InputError(Problem("the screenplay is empty", file=file,
+                                 hint="start from an example in scripts_examples/ or see `talkstudio schema`"))
+    if not isinstance(data, dict):
+        raise InputError(source.problem((), "the screenplay must be a mapping with cast: and scenes:",
+                                        hint="see scripts_examples/ for the layout"))
+    problems: list[Problem] = []
+    data = _expand_shorthands(data, source, problems)
+    if problems:
+        raise InputError(problems)
+    try:
+        screenplay = Screenplay.model_validate(data)
+    except ValidationError as error:
+        raise InputError(_validation_problems(error, source)) from None
+    screenplay._file = file
+    _Checker(screenplay, source).run()
+    return screenplay
+
+
+# --- shorthands -----------------------------------------------------------------------------
+
+LINE_FIELDS = set(Line.model_fields)
+
+
+def _expand_shorthands(data: dict, source: SourceMap, problems: list[Problem]) -> dict:
+    data = _restore_text(data, source, ())
+    if isinstance(data.get("voice"), str):
+        data["voice"] = {"id": data["voice"]}
+    for cast_id, character in (data.get("cast") or {}).items() if isinstance(data.get("cast"), dict) else ():
+        if character is None:
+            data["cast"][cast_id] = {}
+        elif isinstance(character, dict) and isinstance(character.get("voice"), str):
+            character["voice"] = {"id": character["voice"]}
+    scenes = data.get("scenes")
+    if isinstance(scenes, list):
+        for s, scene in enumerate(scenes):
+            if isinstance(scene, dict) and isinstance(scene.get("lines"), list):
+                scene["lines"] = [
+                    _expand_line(line, ("scenes", s, "lines", i), source, problems)
+                    for i, line in enumerate(scene["lines"])
+                ]
+    return data
+
+
+def _restore_text(value: Any, source: SourceMap, path: tuple) -> Any:
+    """Give text fields back the text as written where YAML read a number or boolean."""
+    if isinstance(value, dict):
+        return {
+            k: (source.raw.get(path + (k,), v) if k in TEXT_KEYS and not isinstance(v, (str, dict, list, type(None)))
+                else _restore_text(v, source, path + (k,)))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_restore_text(v, source, path + (i,)) for i, v in enumerate(value)]
+    return value
+
+
+def _expand_line(line: Any, path: tuple, source: SourceMap, problems: list[Problem]) -> Any:
+    if isinstance(line, str):
+        problems.append(source.problem(path, f"a line must name its speaker, got only text {line[:40]!r}",
+                                       hint='write it as `- ana: "..."` with the speaker\'s cast id'))
+        return line
+    if not isinstance(line, dict):
+        return line
+    speaker_keys = [k for k in line if k not in LINE_FIELDS]
+    if not speaker_keys:
+        return line
+    if "speaker" in line or len(speaker_keys) > 1:
+        names = ", ".join(map(str, speaker_keys))
+        problems.append(source.problem(path + (speaker_keys[-1],), f"unknown line field(s) {names}",
+                                       hint=f"a line has one `speaker: text` pair and fields from {', '.join(sorted(LINE_FIELDS))}",
+                                       prefer_key=True))
+        return line
+    key = speaker_keys[0]
+    expanded = {k: v for k, v in line.items() if k != key}
+    expanded["speaker"] = str(key)
+    if "text" in line:
+        problems.append(source.problem(path + ("text",), f"text given twice (after '{key}:' and in text:)",
+                                       hint="keep one of them", prefer_key=True))
+    expanded["text"] = source.raw.get(path + (key,), line[key]) if not isinstance(line[key], (dict, list)) else line[key]
+    # errors on the expanded fields point at the shorthand's key and value
+    source.keys[path + ("speaker",)] = source.keys[path + (key,)]
+    source.values[path + ("speaker",)] = source.keys[path + (key,)]
+    source.values[path + ("text",)] = source.values[path + (key,)]
+    return expanded
+
+
+# --- pydantic errors -> problems -------------------------------------------------------------
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at `loc` (walking field annotations)."""
+    annotation: Any = Screenplay
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif typing.get_origin(annotation) in (dict, list):
+            annotation = typing.get_args(annotation)[-1]
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _validation_problems(error: ValidationError, source: SourceMap) -> list[Problem]:
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+        kind, message, hint = item["type"], item["msg"], None
+        given = item.get("input")
+        if kind == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            allowed = sorted(model.model_fields) if model else []
+            message = f"unknown field '{loc[-1]}'"
+            hint = _suggest(str(loc[-1]), allowed, "allowed fields")
+            problems.append(source.problem(loc, message, hint, prefer_key=True))
+            continue
+        if kind == "missing":
+            message = f"'{loc[-1]}' is required"
+            hint = _missing_hint(loc)
+        elif kind == "too_short":
+            message = f"'{loc[-1]}' must not be empty"
+            hint = _missing_hint(loc)
+        else:
+            message = message[0].lower() + message[1:]
+            if message.startswith("value error, "):
+                message = message[len("value error, "):]
+            if not isinstance(given, (dict, list)) and given is not None:
+                message += f" (got {given!r})"
+        problems.append(source.problem(loc, message, hint))
+    return problems
+
+
+def _missing_hint(loc: tuple) -> str:
+    hints = {
+        "cast": "add a cast: mapping, e.g.\n      cast:\n        ana: {voice: ava}",
+        "scenes": "add scenes: with at least one scene holding lines:, e.g.\n      scenes:\n        - lines:\n            - ana: Hello!",
+        "lines": "give the scene a lines: list, e.g. `- ana: Hello!`",
+        "speaker": "start the line with the speaker's cast id, e.g. `- ana: Hello!`",
+    }
+    return hints.get(str(loc[-1]), f"add '{loc[-1]}:'")
+
+
+def _suggest(word: str, choices: list[str], label: str) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    listing = f"{label}: {', '.join(choices)}" if choices else ""
+    return (f"did you mean '{close[0]}'? " if close else "") + listing
+
+
+# --- checks beyond types ---------------------------------------------------------------------
+
+class _Checker:
+    def __init__(self, screenplay: Screenplay, source: SourceMap):
+        self.s = screenplay
+        self.source = source
+        self.base = screenplay.file.parent
+        self.problems: list[Problem] = []
+
+    def fail(self, path: tuple, message: str, hint: str | None = None, prefer_key: bool = False) -> None:
+        self.problems.append(self.source.problem(path, message, hint, prefer_key=prefer_key))
+
+    def run(self) -> None:
+        s = self.s
+        if s.title is None:
+            s.title = s.file.stem
+        if s.video.backend not in GENERATORS:
+            self.fail(("video", "backend"), f"unknown backend '{s.video.backend}'",
+                      _suggest(s.video.backend, list(GENERATORS), "backends"))
+        self._check_cast()
+        self._check_scenes()
+        if self.problems:
+            raise InputError(self.problems)
+
+    def _check_cast(self) -> None:
+        defaults = self.s.voice
+        self._resolve_voice_files(defaults, ("voice",))
+        for cast_id, character in self.s.cast.items():
+            path = ("cast", cast_id)
+            if not re.match(ID_PATTERN, cast_id):
+                self.fail(path, f"cast id '{cast_id}' has characters other than letters, digits, - and _",
+                          "ids name files (tracks/<id>.wav): rename it, and put the display name in name:", prefer_key=True)
+            character.name = character.name or cast_id
+            if character.image is not None:
+                character.image = self._file(path + ("image",), character.image, "image")
+            self._resolve_voice_files(character.voice, path + ("voice",))
+            character.voice = _merge_voices(defaults, character.voice)
+            self._check_voice(character.voice, path + ("voice",))
+
+    def _resolve_voice_files(self, voice: Voice, path: tuple) -> None:
+        if voice.model is not None:
+            voice.model = self._file(path + ("model",), voice.model, "model", folder_ok=True)
+        if voice.reference is not None:
+            voice.reference = self._file(path + ("reference",), voice.reference, "audio")
+
+    def _check_voice(self, voice: Voice, path: tuple) -> None:
+        from talkstudio.voices import engine_names, get_engine
+
+        if voice.engine not in engine_names():
+            self.fail(path + ("engine",), f"unknown voice engine '{voice.engine}'",
+                      _suggest(voice.engine, engine_names(), "installed engines"))
+            return
+        try:
+            engine = get_engine(voice.engine)
+        except ImportError as e:
+            self.fail(path + ("engine",), f"voice engine '{voice.engine}' cannot load: {e}",
+                      f"install its extra: pip install 'talkstudio[{voice.engine}]'")
+            return
+        for message in engine.check(voice):
+            self.fail(path + ("id",), message)
+
+    def _check_scenes(self) -> None:
+        seen: dict[str, int] = {}
+        cast = list(self.s.cast)
+        for n, scene in enumerate(self.s.scenes):
+            path = ("scenes", n)
+            scene.id = scene.id or f"scene-{n + 1}"
+            if scene.id in seen:
+                self.fail(path + ("id",), f"duplicate scene id '{scene.id}' (also scene {seen[scene.id] + 1})",
+                          "give every scene its own id")
+            seen.setdefault(scene.id, n)
+            if scene.stage is not None:
+                scene.stage = self._file(path + ("stage",), scene.stage, "image")
+            if scene.background is not None and not COLOUR_PATTERN.match(scene.background):
+                scene.background = str(self._file(path + ("background",), Path(scene.background), "image"))
+            for i, member in enumerate(scene.cast or []):
+                if member not in self.s.cast:
+                    self.fail(path + ("cast", i), f"'{member}' is not in the cast", _suggest(member, cast, "cast"))
+            for member in scene.faces:
+                if member not in self.s.cast:
+                    self.fail(path + ("faces", member), f"'{member}' is not in the cast",
+                              _suggest(member, cast, "cast"), prefer_key=True)
+            for i, line in enumerate(scene.lines):
+                self._check_line(scene, i, path + ("lines", i))
+
+    def _check_line(self, scene: Scene, i: int, path: tuple) -> None:
+        line = scene.lines[i]
+        line_no, _ = self.source.locate(path)
+        line._where = f"{self.s.file}:{line_no}"
+        if line.speaker not in self.s.cast:
+            close = difflib.get_close_matches(line.speaker, list(self.s.cast), 1)
+            self.fail(path + ("speaker",), f"unknown speaker '{line.speaker}' in scene '{scene.id}': "
+                      f"cast has {', '.join(self.s.cast)}",
+                      (f"did you mean '{close[0]}'? " if close else "")
+                      + f"add '{line.speaker}' under cast: or use one of the cast ids", prefer_key=True)
+        if line.text is not None and not line.text.strip():
+            self.fail(path + ("text",), "empty text", f"write what '{line.speaker}' says, or remove the line")
+        if line.text is None and line.audio is None:
+            self.fail(path, "line has no text and no audio", f"write what '{line.speaker}' says after '{line.speaker}:'")
+        if line.audio is not None:
+            line.audio = self._file(path + ("audio",), line.audio, "audio")
+        if line.pause is not None and line.overlap is not None:
+            self.fail(path + ("overlap",), "a line has either pause (silence before it) or overlap, not both",
+                      "remove one of them", prefer_key=True)
+        if line.overlap is not None:
+            if i == 0:
+                self.fail(path + ("overlap",), "the first line of a scene has no previous line to overlap",
+                          "remove overlap, or use pause", prefer_key=True)
+            elif scene.lines[i - 1].speaker == line.speaker:
+                self.fail(path + ("overlap",), f"'{line.speaker}' cannot overlap their own previous line",
+                          "overlap starts a line before another speaker's line ends", prefer_key=True)
+
+    def _file(self, path: tuple, value: Path, kind: str, folder_ok: bool = False) -> Path:
+        """Resolve a path against the screenplay's folder and check it can be read as `kind`."""
+        resolved = (self.base / value.expanduser()).resolve() if not value.is_absolute() else value
+        shown = f"'{value}'" + (f" (looked at {resolved})" if not value.is_absolute() else "")
+        if not resolved.exists():
+            self.fail(path, f"{kind} file {shown} does not exist",
+                      "paths are relative to the screenplay's folder; check the spelling")
+        elif resolved.is_dir():
+            if not folder_ok:
+                self.fail(path, f"{kind} path {shown} is a folder, not a file")
+        elif not os.access(resolved, os.R_OK):
+            self.fail(path, f"{kind} file {shown} cannot be read", "check its permissions")
+        else:
+            problem = _content_problem(resolved, kind)
+            if problem:
+                self.fail(path, f"{kind} file {shown} {problem}")
+        return resolved
+
+
+def _content_problem(file: Path, kind: str) -> str | None:
+    try:
+        with open(file, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if kind == "image":
+        if head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+            return None
+        return "is not a PNG, JPEG, WebP, GIF or BMP image"
+    if kind == "audio":
+        if not head:
+            return "is empty"
+        if head[:4] == b"RIFF" and head[8:12] != b"WAVE":
+            return "is a RIFF file but not WAVE audio"
+        if head[:4] == b"RIFF" or file.suffix.lower() in AUDIO_SUFFIXES:
+            return None
+        return f"is not a recognised audio file ({', '.join(sorted(AUDIO_SUFFIXES))})"
+    return None
+
+
+def _merge_voices(defaults: Voice, own: Voice) -> Voice:
+    values = {name: getattr(defaults, name) for name in defaults.model_fields_set}
+    values.update({name: getattr(own, name) for name in own.model_fields_set})
+    return Voice.model_validate(values)
+
+
+# --- JSON Schema ------------------------------------------------------------------------------
+
+def json_schema() -> dict:
+    """JSON Schema of the screenplay, shorthands included, for editors' autocompletion."""
+    schema = Screenplay.model_json_schema()
+    defs = schema["$defs"]
+    line = defs.pop("Line")
+    defs["LineFields"] = line
+    defs["Line"] = {
+        "description": line.get("description", ""),
+        "anyOf": [
+            {"$ref": "#/$defs/LineFields"},
+            {
+                "type": "object",
+                "description": "shorthand: `speaker_id: text`, plus any line field",
+                "minProperties": 1,
+                "properties": {k: v for k, v in line["properties"].items() if k not in ("speaker", "text")},
+                "additionalProperties": {"type": ["string", "number", "boolean"]},
+            },
+        ],
+    }
+    voice = defs.pop("Voice")
+    defs["VoiceFields"] = voice
+    defs["Voice"] = {"anyOf": [{"type": "string", "description": "voice id"}, {"$ref": "#/$defs/VoiceFields"}]}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "talkstudio screenplay"
+    return schema

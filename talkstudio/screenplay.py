@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema
 
 from talkstudio.errors import InputError, Problem
 from talkstudio.generators import DEFAULT_GENERATOR, GENERATORS
@@ -60,6 +60,7 @@ def _check_face(value: Any) -> Any:
 Size = Annotated[
     tuple[int, int],
     BeforeValidator(_parse_size),
+    AfterValidator(_check_size),
     Field(description="WIDTHxHEIGHT in pixels, e.g. 832x480, or [832, 480]"),
     WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+x\d+$"},
                               {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}]}),
@@ -320,8 +321,27 @@ def _validation_problems(error: ValidationError, source: SourceMap) -> list[Prob
                 message = message[len("value error, "):]
             if not isinstance(given, (dict, list)) and given is not None:
                 message += f" (got {given!r})"
+            hint = _range_hint(loc)
         problems.append(source.problem(loc, message, hint))
     return problems
+
+
+def _range_hint(loc: tuple) -> str | None:
+    """'use a number from 0.25 to 4' for a field with bounds."""
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(loc[-1]) if model and isinstance(loc[-1], str) else None
+    if field is None:
+        return None
+    bounds = {}
+    for item in field.metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(item, name, None) is not None:
+                bounds[name] = getattr(item, name)
+    low = bounds.get("ge", bounds.get("gt"))
+    high = bounds.get("le", bounds.get("lt"))
+    if low is None or high is None:
+        return None
+    return f"use a number from {low:g} to {high:g}" + (f" ({field.description})" if field.description else "")
 
 
 def _missing_hint(loc: tuple) -> str:

@@ -6,10 +6,11 @@ turns espeak's character positions back into positions in the original text
 for word timings.
 
 espeak-ng keeps state from one utterance to the next (pitch flutter, echo
-buffers, rand()), so the same text spoken twice differs slightly. To make the
-audio a pure function of text and voice, each utterance is synthesised in a
-child forked from a process whose espeak is initialised but has never spoken,
-with rand() seeded: every child starts from the same pristine state.
+buffers) and seeds its noise from the clock, so the same text spoken twice
+differs slightly. To make the audio a pure function of text and voice, each
+utterance is synthesised with a fixed seed in a child forked from a process
+whose espeak is initialised but has never spoken: every child starts from the
+same pristine state.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ PARAM_RANGE = 4
 DEFAULT_WPM = 175
 MIN_WPM, MAX_WPM = 80, 450
 # espeak's pitch parameter (0-99, 50 = the voice's own) is close to exponential
-# with about 4.2 steps per semitone (measured: benchmarks/espeak_pitch.py).
-PITCH_STEPS_PER_SEMITONE = 4.2
+# with about 6.2 steps per semitone (measured: benchmarks/espeak_pitch.py), so
+# espeak reaches about 8 semitones either way; further shifts are clamped.
+PITCH_STEPS_PER_SEMITONE = 6.2
 SILENCE_FLOOR = 10 ** (-50 / 20)  # trim threshold, -50 dBFS
 EDGE_MARGIN_S = 0.01
+RANDOM_SEED = 1
 
 
 class _Event(ctypes.Structure):
@@ -162,6 +165,9 @@ class _Library:
         self.lib.espeak_SetParameter(PARAM_PITCH, pitch, 0)
         self.lib.espeak_SetParameter(PARAM_RANGE, pitch_range, 0)
         self._chunks, self._events = [], []
+        # espeak seeds its noise generator from the clock at initialisation; fix it
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(RANDOM_SEED))
+        ctypes.CDLL(None).srand(RANDOM_SEED)
         data = ssml.encode("utf-8")
         status = self.lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8 | SSML, None, None)
         self.lib.espeak_Synchronize()
@@ -239,7 +245,7 @@ class EspeakEngine:
     def _languages(self) -> dict[str, tuple[str, str]]:
         """language code -> (voice file to load, voice name); a voice's first language wins."""
         known: dict[str, tuple[str, str]] = {}
-        voices = _lib().list_voices()
+        voices = _in_pristine_child(_lib().list_voices)  # listing loads voice files: keep that out of this process
         for rank in range(4):
             for name, identifier, languages in voices:
                 if rank < len(languages):
@@ -269,12 +275,13 @@ class EspeakEngine:
         return f"{file}+{variant}" if variant else file
 
     def check(self, voice: Voice) -> list[str]:
-        voice_id = voice.id or "ava"
-        if voice_id in PRESETS and not voice.language:
-            return []
         name, _ = self._resolve(voice)
         language, _, variant = name.partition("+")
         problems = []
+        if voice.model or voice.reference:
+            problems.append("espeak uses no model or reference recording; remove 'model'/'reference' or pick another engine")
+        if (voice.id or "ava") in PRESETS and not voice.language:
+            return problems
         if language.lower() not in self._languages:
             close = [k for k in self._languages if k.split("-")[0] == language.split("-")[0]][:6]
             problems.append(
@@ -284,8 +291,6 @@ class EspeakEngine:
             )
         if variant and variant not in self._variants:
             problems.append(f"espeak has no variant '{variant}'; variants include {', '.join(self._variants[:12])}, ...")
-        if voice.model or voice.reference:
-            problems.append("espeak uses no model or reference recording; remove 'model'/'reference' or pick another engine")
         return problems
 
     def sample_rate(self, voice: Voice) -> int:
@@ -324,7 +329,6 @@ def _in_pristine_child(function, *args):
     if pid == 0:
         os.close(read_end)
         try:
-            ctypes.CDLL(None).srand(1)
             try:
                 payload = pickle.dumps(("ok", function(*args)))
             except Exception as error:  # noqa: BLE001 - handed to the parent, which raises it

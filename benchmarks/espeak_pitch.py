@@ -1,0 +1,45 @@
+"""Measure how espeak-ng's pitch parameter maps to semitones (used by voices/espeak.py).
+
+Speaks one sentence at several pitch parameters, estimates the median F0 of
+voiced frames by autocorrelation, and prints the parameter steps per semitone.
+Run: python benchmarks/espeak_pitch.py
+"""
+
+import numpy as np
+
+from talkstudio.voices.espeak import _in_pristine_child, _lib
+
+TEXT = "A quiet morning on the harbour, and all the boats are still asleep."
+
+
+def median_f0(samples: np.ndarray, rate: int) -> float:
+    frame, hop = int(0.04 * rate), int(0.01 * rate)
+    lo, hi = int(rate / 400), int(rate / 60)
+    f0s = []
+    for start in range(0, len(samples) - frame, hop):
+        x = samples[start:start + frame] - samples[start:start + frame].mean()
+        if np.sqrt(np.mean(x ** 2)) < 0.02:
+            continue
+        ac = np.correlate(x, x, "full")[frame - 1:]
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.5 * ac[0]:
+            f0s.append(rate / lag)
+    return float(np.median(f0s))
+
+
+def main() -> None:
+    library = _lib()
+    points = []
+    for parameter in (20, 35, 50, 65, 80):
+        pcm, _ = _in_pristine_child(library.synth, f"<speak>{TEXT}</speak>", "en-us", 175, parameter, 50)
+        f0 = median_f0(pcm.astype(np.float32) / 32768, library.rate)
+        points.append((parameter, f0))
+        print(f"pitch parameter {parameter:3d}: median F0 {f0:6.1f} Hz")
+    params = np.array([p for p, _ in points], float)
+    semitones = 12 * np.log2(np.array([f for _, f in points]) / points[2][1])
+    slope = np.polyfit(semitones, params, 1)[0]
+    print(f"steps per semitone: {slope:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "scripts_examples").glob("*.yaml"))
+
+
+@pytest.fixture
+def write_script(tmp_path):
+    """Write a screenplay (dedented) into a temp folder and return its path."""
+
+    def write(text: str, name: str = "script.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def speech_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("speech-cache")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed command line as a user would, in a fresh process."""
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -55,6 +54,8 @@ def file_digest(path: Path) -> str:
 @contextmanager
 def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside `target`; rename it onto `target` only if the block succeeds."""
+    import tempfile
+
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:

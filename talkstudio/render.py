@@ -12,6 +12,7 @@ from pathlib import Path
 
 from talkstudio import manifest
 from talkstudio.cache import Cache
+from talkstudio.errors import InputError, Problem
 from talkstudio.progress import Reporter
 
 
@@ -29,6 +30,9 @@ class AudioResult:
 
 def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) -> AudioResult:
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(Problem(f"output path {out_dir} exists and is not a folder",
+                                 hint="choose another -o, or remove the file"))
     # 0. nothing to do when the outputs were made from exactly these inputs
     if cache.enabled and manifest.up_to_date(out_dir, "audio", script):
         reporter.info(f"{out_dir}: up to date (inputs unchanged); --no-cache redoes it")
@@ -54,6 +58,7 @@ def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) 
 
     # 4. write tracks, mix and cues, then the manifest that makes a re-run free
     files = write_timeline(timeline, screenplay, out_dir)
-    manifest.record(out_dir, "audio", script, screenplay.input_files(), list(files.values()))
+    engines = [c.voice.engine for c in screenplay.cast.values()]
+    manifest.record(out_dir, "audio", script, screenplay.input_files(), engines, list(files.values()))
     return AudioResult(out_dir, cues_document(timeline, screenplay), False, stats.synthesized, stats.cached,
                        stats.recorded, speech_seconds, timeline.warnings)

@@ -97,13 +97,11 @@ class FrameClock:
         self.fps = Fraction(str(fps))
 
     def frame_of(self, sample: int) -> int:
-        """The frame a sample falls on, rounded to nearest (half up)."""
-        exact = Fraction(sample) * self.fps / self.rate
-        return int(exact + Fraction(1, 2))
+        """The nearest frame to a sample's time (ties to even, like round())."""
+        return round(Fraction(sample) * self.fps / self.rate)
 
     def sample_of(self, frame: int) -> int:
-        exact = Fraction(frame) * self.rate / self.fps
-        return int(exact + Fraction(1, 2))
+        return round(Fraction(frame) * self.rate / self.fps)
 
     def frames_covering(self, samples: int) -> int:
         return ceil(Fraction(samples) * self.fps / self.rate)

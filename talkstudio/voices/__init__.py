@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from talkstudio.screenplay import Voice
 
 
@@ -84,6 +83,8 @@ _instances: dict[str, VoiceEngine] = {}
 
 
 def _engine_targets() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
     targets = dict(BUILTIN_ENGINES)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         targets.setdefault(ep.name, ep.value)

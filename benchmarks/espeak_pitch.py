@@ -7,24 +7,10 @@ Run: python benchmarks/espeak_pitch.py
 
 import numpy as np
 
+from talkstudio.audio_io import median_f0
 from talkstudio.voices.espeak import _in_pristine_child, _lib
 
 TEXT = "A quiet morning on the harbour, and all the boats are still asleep."
-
-
-def median_f0(samples: np.ndarray, rate: int) -> float:
-    frame, hop = int(0.04 * rate), int(0.01 * rate)
-    lo, hi = int(rate / 400), int(rate / 60)
-    f0s = []
-    for start in range(0, len(samples) - frame, hop):
-        x = samples[start:start + frame] - samples[start:start + frame].mean()
-        if np.sqrt(np.mean(x ** 2)) < 0.02:
-            continue
-        ac = np.correlate(x, x, "full")[frame - 1:]
-        lag = lo + int(np.argmax(ac[lo:hi]))
-        if ac[lag] > 0.5 * ac[0]:
-            f0s.append(rate / lag)
-    return float(np.median(f0s))
 
 
 def main() -> None:

@@ -53,6 +53,21 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return resample_poly(samples, target_rate // common, source_rate // common).astype(np.float32)
 
 
+def median_f0(samples: np.ndarray, rate: int, low_hz: float = 60, high_hz: float = 400) -> float:
+    """Median fundamental frequency of the voiced 40 ms frames (autocorrelation); NaN if none."""
+    frame, shortest, longest = int(0.04 * rate), int(rate / high_hz), int(rate / low_hz)
+    estimates = []
+    for start in range(0, len(samples) - frame, frame // 2):
+        segment = samples[start:start + frame] - samples[start:start + frame].mean()
+        if np.sqrt(np.mean(segment ** 2)) < 0.02:
+            continue
+        correlation = np.correlate(segment, segment, "full")[frame - 1:]
+        lag = shortest + int(np.argmax(correlation[shortest:longest]))
+        if correlation[lag] > 0.5 * correlation[0]:
+            estimates.append(rate / lag)
+    return float(np.median(estimates)) if estimates else float("nan")
+
+
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     """Write 32-bit float WAV atomically (exact zeros and levels survive the round trip)."""
     from scipy.io import wavfile

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Advance = Callable[..., None]
+PLAIN_INTERVAL_S = 5.0  # without a terminal, a progress line at most this often
 
 
 class Reporter:
@@ -39,13 +39,17 @@ class Reporter:
                 task = bar.add_task(description, total=total)
                 yield lambda n=1: bar.advance(task, n)
         else:
-            done = [0]
+            done, last_line = [0], [started]
 
             def advance(n: int = 1) -> None:
                 done[0] += n
+                now = time.perf_counter()
+                if not self.quiet and now - last_line[0] >= PLAIN_INTERVAL_S and done[0] < total:
+                    last_line[0] = now
+                    rate = done[0] / (now - started)
+                    self.info(f"{description}: {done[0]}/{total}, eta {(total - done[0]) / rate:.0f} s")
 
-            if not self.quiet:
-                print(f"{description}: {total} to do", file=sys.stderr, flush=True)
+            self.info(f"{description}: {total} to do")
             yield advance
         if not self.quiet:
             self.info(f"{description}: {total} done in {time.perf_counter() - started:.2f} s")

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from talkstudio.audio_io import median_f0
 from talkstudio.screenplay import Voice
 from talkstudio.voices import engine_names, get_engine
 from talkstudio.voices.espeak import PRESETS, to_ssml
@@ -82,18 +83,7 @@ def test_rate_and_pitch_change_the_voice():
 
 
 def _median_f0(speech) -> float:
-    x, rate = speech.samples, speech.rate
-    frame, lo, hi = int(0.04 * rate), int(rate / 400), int(rate / 60)
-    f0s = []
-    for start in range(0, len(x) - frame, frame // 2):
-        seg = x[start:start + frame] - x[start:start + frame].mean()
-        if np.sqrt(np.mean(seg ** 2)) < 0.02:
-            continue
-        ac = np.correlate(seg, seg, "full")[frame - 1:]
-        lag = lo + int(np.argmax(ac[lo:hi]))
-        if ac[lag] > 0.5 * ac[0]:
-            f0s.append(rate / lag)
-    return float(np.median(f0s))
+    return median_f0(speech.samples, speech.rate)
 
 
 def test_presets_are_clearly_distinct():

@@ -315,6 +315,12 @@ def _validation_problems(error: ValidationError, source: SourceMap) -> list[Prob
         elif kind == "too_short":
             message = f"'{loc[-1]}' must not be empty"
             hint = _missing_hint(loc)
+        elif kind in TYPE_MESSAGES:
+            message, hint = TYPE_MESSAGES[kind]
+            if not isinstance(given, (dict, list)) and given is not None:
+                message += f" (got {given!r})"
+            if kind in ("model_type", "dict_type") and loc[:1] == ("scenes",) and loc[-2:-1] == ("lines",):
+                hint = "write a line as `- ana: what Ana says` or with speaker: and text:"
         else:
             message = message[0].lower() + message[1:]
             if message.startswith("value error, "):
@@ -324,6 +330,14 @@ def _validation_problems(error: ValidationError, source: SourceMap) -> list[Prob
             hint = _range_hint(loc)
         problems.append(source.problem(loc, message, hint))
     return problems
+
+
+TYPE_MESSAGES = {
+    "model_type": ("should be a mapping of fields (name: value)", "indent the fields under this key"),
+    "dict_type": ("should be a mapping (name: value)", "indent the entries under this key"),
+    "list_type": ("should be a list (items starting with '- ')", "put each item on its own line starting with '- '"),
+    "string_type": ("should be text", "quote it if it looks like something else"),
+}
 
 
 def _range_hint(loc: tuple) -> str | None:

@@ -125,6 +125,72 @@ def _print_timeline(result) -> None:
 
 
 @app.command()
+def render(
+    script: ScriptArg,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write [default: renders/<script>.mp4]")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend (puppet, anytalker, multitalk)")] = None,
+    frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1 [default: the backend's, 81]")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
+    burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Render a screenplay to an mp4: H.264 + AAC + a soft subtitle track.
+
+    Beside the video: .srt, .vtt and .ass subtitles, and a folder with the tracks,
+    the mix and cues.json. Every chunk is cached by its inputs, so a killed render
+    resumes where it stopped and an edit re-renders only the chunks it changes.
+    """
+    from talkstudio.cache import Cache
+    from talkstudio.progress import Reporter
+    from talkstudio.render import RenderOptions, default_target, render_video
+
+    started = time.perf_counter()
+    target = output or default_target(script)
+    result = render_video(script, target, Cache(cache, enabled=not no_cache), Reporter(quiet=quiet),
+                          RenderOptions(backend, frame_num, seed, burn_subtitles))
+    if quiet:
+        return
+    if not result.up_to_date:
+        _print_timeline(result.audio)
+        took = time.perf_counter() - started
+        duration = result.audio.cues["duration"]
+        out.print(f"chunks: {result.chunks} ({result.chunks_cached} from cache); {duration:.1f} s of video in "
+                  f"{took:.1f} s ({duration / took:.1f}x real time)", highlight=False)
+    subs = ", ".join(p.name for p in result.subtitles.values())
+    out.print(f"{'up to date' if result.up_to_date else 'wrote'} {result.target} (+ {subs}, {result.work_dir}/)",
+              highlight=False)
+
+
+@app.command()
+def plan(
+    script: ScriptArg,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="plan for this generator")] = None,
+    frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1")] = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Print the timeline and the chunk plan, without rendering any picture.
+
+    Speech is synthesised (and cached) because line lengths decide the timeline.
+    """
+    from talkstudio.cache import Cache
+    from talkstudio.plan_report import plan_report
+
+    scenes, totals = plan_report(script, Cache(cache), backend, frame_num)
+    table = Table(box=box.SIMPLE_HEAD, title=escape(totals["title"]))
+    for column in ("scene", "frames", "seconds", "on stage", "chunks", "windows (first frame+length)"):
+        table.add_column(column, no_wrap=column != "windows (first frame+length)")
+    for row in scenes:
+        table.add_row(row["scene"], f"{row['start_frame']}-{row['end_frame']}", f"{row['seconds']:.2f}",
+                      ", ".join(row["on_stage"]), str(len(row["windows"])),
+                      " ".join(f"{start}+{length}" for start, length in row["windows"]))
+    out.print(table)
+    out.print(f"backend {totals['backend']} at {totals['fps']:g} fps, {totals['frame_num']} frames per chunk, "
+              f"{totals['motion_frames']} carried; {totals['frames']} frames in {totals['chunks']} chunks", highlight=False)
+
+
+@app.command()
 def voices(
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="list only this engine")] = None,
     all_: Annotated[bool, typer.Option("--all", help="list every language and variant, not only presets")] = False,

@@ -34,9 +34,10 @@ def _engine_identity(engines: list[str]) -> dict[str, object]:
     return identity
 
 
-def _fingerprint(script: Path, inputs: list[str], engines: list[str]) -> dict:
+def _fingerprint(script: Path, inputs: list[str], engines: list[str], settings: dict | None) -> dict:
     return {
         "talkstudio": __version__,
+        "settings": settings or {},
         "engines": _engine_identity(engines),
         "script": [str(Path(script).resolve()), file_digest(script)],
         "inputs": {p: file_digest(Path(p)) if Path(p).exists() else None for p in sorted(set(inputs))},
@@ -48,20 +49,22 @@ def _stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def record(out_dir: Path, job: str, script: Path, inputs: list[Path], engines: list[str], outputs: list[Path]) -> None:
-    manifest = _fingerprint(script, [str(p) for p in inputs], sorted(set(engines)))
-    manifest["outputs"] = {str(p.relative_to(out_dir)): _stamp(p) for p in outputs}
+def record(out_dir: Path, job: str, script: Path, inputs: list[Path], engines: list[str], outputs: list[Path],
+           settings: dict | None = None) -> None:
+    """Remember what made `outputs` (paths anywhere) from `script`, `inputs` and `settings`."""
+    manifest = _fingerprint(script, [str(p) for p in inputs], sorted(set(engines)), settings)
+    manifest["outputs"] = {str(Path(p).resolve()): _stamp(p) for p in outputs}
     with atomic_write(Path(out_dir) / f".talkstudio-{job}.json", "w") as f:
         json.dump(manifest, f, indent=1)
 
 
-def up_to_date(out_dir: Path, job: str, script: Path) -> bool:
-    """True when the outputs of `job` in `out_dir` were made from exactly these inputs and are untouched."""
+def up_to_date(out_dir: Path, job: str, script: Path, settings: dict | None = None) -> bool:
+    """True when the outputs of `job` recorded in `out_dir` came from exactly these inputs and are untouched."""
     try:
         manifest = json.loads((Path(out_dir) / f".talkstudio-{job}.json").read_text())
-        current = _fingerprint(script, list(manifest["inputs"]), list(manifest["engines"]))
-        if current != {k: manifest[k] for k in ("talkstudio", "engines", "script", "inputs")}:
+        current = _fingerprint(script, list(manifest["inputs"]), list(manifest["engines"]), settings)
+        if current != {k: manifest[k] for k in ("talkstudio", "settings", "engines", "script", "inputs")}:
             return False
-        return all(_stamp(Path(out_dir) / name) == stamp for name, stamp in manifest["outputs"].items())
+        return all(_stamp(Path(name)) == stamp for name, stamp in manifest["outputs"].items())
     except (OSError, ValueError, KeyError, TypeError):
         return False

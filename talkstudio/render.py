@@ -1,13 +1,15 @@
 """The orchestrator: wires the stages together and reports progress. No stage logic lives here.
 
-    screenplay.yaml -> Screenplay -> clips (speech) -> Timeline -> tracks/, mix.wav, cues.json
+    screenplay.yaml -> Screenplay -> stages (faces bound) -> clips (speech) -> Timeline
+      -> chunk plan -> frames per chunk (generator) -> stitched -> partial movie files
+      -> subtitles -> mp4 (partials joined + mix + subtitle track)
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from talkstudio import manifest
@@ -28,22 +30,52 @@ class AudioResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class RenderOptions:
+    backend: str | None = None  # overrides video.backend
+    frame_num: int | None = None  # overrides the backend's chunk length
+    seed: int | None = None  # overrides video.seed
+    burn_subtitles: bool = False
+
+
+@dataclass
+class VideoResult:
+    target: Path
+    work_dir: Path
+    subtitles: dict[str, Path]
+    audio: AudioResult
+    chunks: int = 0
+    chunks_cached: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    up_to_date: bool = False
+
+
+def _check_output_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(Problem(f"output path {folder} exists and is not a folder",
+                                 hint="choose another -o, or remove the file"))
+
+
 def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) -> AudioResult:
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(Problem(f"output path {out_dir} exists and is not a folder",
-                                 hint="choose another -o, or remove the file"))
+    _check_output_folder(out_dir)
     # 0. nothing to do when the outputs were made from exactly these inputs
     if cache.enabled and manifest.up_to_date(out_dir, "audio", script):
         reporter.info(f"{out_dir}: up to date (inputs unchanged); --no-cache redoes it")
         return AudioResult(out_dir, json.loads((out_dir / "cues.json").read_text()), up_to_date=True)
 
     from talkstudio.screenplay import load_screenplay
-    from talkstudio.speech import speak_all, timeline_rate
-    from talkstudio.timeline import build_timeline, cues_document, write_timeline
 
     # 1. parse and check everything before any work starts
     screenplay = load_screenplay(script)
+    # 2.-4. speech, timeline, files
+    result, _ = _speak_and_lay_out(screenplay, out_dir, cache, reporter)
+    return result
+
+
+def _speak_and_lay_out(screenplay, out_dir: Path, cache: Cache, reporter: Reporter):
+    from talkstudio.speech import speak_all, timeline_rate
+    from talkstudio.timeline import build_timeline, cues_document, write_timeline
 
     # 2. speak every line (cached by content)
     rate = timeline_rate(screenplay)
@@ -59,6 +91,90 @@ def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) 
     # 4. write tracks, mix and cues, then the manifest that makes a re-run free
     files = write_timeline(timeline, screenplay, out_dir)
     engines = [c.voice.engine for c in screenplay.cast.values()]
-    manifest.record(out_dir, "audio", script, screenplay.input_files(), engines, list(files.values()))
-    return AudioResult(out_dir, cues_document(timeline, screenplay), False, stats.synthesized, stats.cached,
-                       stats.recorded, speech_seconds, timeline.warnings)
+    manifest.record(out_dir, "audio", screenplay.file, screenplay.input_files(), engines, list(files.values()))
+    result = AudioResult(out_dir, cues_document(timeline, screenplay), False, stats.synthesized, stats.cached,
+                         stats.recorded, speech_seconds, timeline.warnings)
+    return result, timeline
+
+
+def default_target(script: Path) -> Path:
+    return Path("renders") / f"{Path(script).stem}.mp4"
+
+
+def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
+                 options: RenderOptions | None = None) -> VideoResult:
+    options = options or RenderOptions()
+    target = Path(target)
+    work_dir = target.with_suffix("")
+    _check_output_folder(work_dir)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    settings = asdict(options)
+    subtitle_paths = {kind: target.with_suffix(f".{kind}") for kind in ("srt", "vtt", "ass")}
+
+    # 0. nothing to do when the video was made from exactly these inputs and settings
+    if cache.enabled and target.exists() and manifest.up_to_date(work_dir, "video", script, settings):
+        reporter.info(f"{target}: up to date (inputs unchanged); --no-cache redoes it")
+        cues = json.loads((work_dir / "cues.json").read_text())
+        return VideoResult(target, work_dir, subtitle_paths, AudioResult(work_dir, cues, up_to_date=True),
+                           up_to_date=True)
+
+    from talkstudio.generators import GENERATORS, get_generator
+    from talkstudio.screenplay import load_screenplay
+    from talkstudio.stage import build_stage
+
+    # 1. parse and check everything before any work starts
+    screenplay = load_screenplay(script)
+    generator = _generator(screenplay, options, GENERATORS, get_generator)
+    seed = options.seed if options.seed is not None else screenplay.video.seed
+
+    # 2. build each scene's stage: the picture, and whose face is where
+    with reporter.task("stages", len(screenplay.scenes)) as advance:
+        stages = []
+        for scene in screenplay.scenes:
+            stages.append(build_stage(screenplay, scene))
+            advance()
+    timings["stages"] = time.perf_counter() - clock
+
+    # 3. speech and the timeline (tracks, mix, cues in the work folder)
+    clock = time.perf_counter()
+    audio, timeline = _speak_and_lay_out(screenplay, work_dir, cache, reporter)
+    timings["audio"] = time.perf_counter() - clock
+
+    # 4. plan chunks, render the missing ones (partial movie files in the cache)
+    clock = time.perf_counter()
+    from talkstudio.chunks import render_chunks
+
+    partials, rendered = render_chunks(screenplay, timeline, stages, generator, cache, reporter,
+                                       frame_num=options.frame_num, seed=seed)
+    timings["chunks"] = time.perf_counter() - clock
+
+    # 5. subtitles beside the video, then the mp4: partials joined, mix, subtitle track
+    clock = time.perf_counter()
+    from talkstudio.assemble import assemble
+    from talkstudio.subtitles import write_subtitles
+
+    subtitles = write_subtitles(audio.cues, screenplay.video.size, target)
+    with reporter.task("assemble", 1) as advance:
+        assemble(partials, work_dir / "mix.wav", subtitles["srt"], target,
+                 burn_ass=subtitles["ass"] if options.burn_subtitles else None, work_dir=work_dir)
+        advance()
+    timings["assemble"] = time.perf_counter() - clock
+
+    engines = [c.voice.engine for c in screenplay.cast.values()]
+    manifest.record(work_dir, "video", screenplay.file, screenplay.input_files(), engines,
+                    [target, *subtitles.values()], settings)
+    return VideoResult(target, work_dir, subtitles, audio, len(partials), len(partials) - rendered, timings)
+
+
+def _generator(screenplay, options: RenderOptions, known: dict, get_generator):
+    name = options.backend or screenplay.video.backend
+    if name not in known:
+        raise InputError(Problem(f"unknown backend '{name}'", hint=f"backends: {', '.join(known)}"))
+    try:
+        generator = get_generator(name)
+    except NotImplementedError as error:
+        raise InputError(Problem(str(error))) from None
+    if options.backend:
+        screenplay.video.backend = name
+    return generator

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from talkstudio.errors import InputError, Problem
 from talkstudio.generators import DEFAULT_GENERATOR, GENERATORS
-from talkstudio.sourcemap import SourceMap, dotted, load_yaml
+from talkstudio.sourcemap import SourceMap, load_yaml
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 COLOUR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -93,6 +93,7 @@ class Video(_Model):
     size: Size = (832, 480)
     fps: float | None = Field(None, gt=0, le=120, strict=True, description="frame rate; default: the backend's own")
     backend: str = Field(DEFAULT_GENERATOR, description="generator: " + ", ".join(GENERATORS))
+    seed: int = Field(0, ge=0, le=2**31 - 1, strict=True, description="seed for everything random in the picture")
 
 
 class AudioSettings(_Model):

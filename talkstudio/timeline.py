@@ -66,6 +66,13 @@ class SceneSpan:
 
 
 @dataclass
+class _Placed:
+    speaker: int
+    start: int  # sample within the scene
+    clip: Clip
+
+
+@dataclass
 class Timeline:
     rate: int
     fps: float
@@ -75,6 +82,28 @@ class Timeline:
     scenes: list[SceneSpan]
     loudness: Loudness
     warnings: list[str] = field(default_factory=list)
+    layouts: list[list[_Placed]] = field(default_factory=list, repr=False)  # per scene, clips as placed
+
+    def scene_voices(self, index: int) -> dict[str, np.ndarray]:
+        """Each speaker's voice in scene `index`, as spoken: before volume and loudness, so a scene's
+        picture depends on that scene alone (an edit elsewhere moves the global gain, not this)."""
+        span = self.scenes[index]
+        length = span.end_sample - span.start_sample
+        voices: dict[str, np.ndarray] = {}
+        for item in self.layouts[index]:
+            track = voices.setdefault(self.speakers[item.speaker], np.zeros(length, np.float32))
+            track[item.start:item.start + len(item.clip.samples)] += item.clip.samples
+        return voices
+
+    def scene_phonemes(self, index: int) -> dict[str, list[tuple[str, float, float]]]:
+        """Each speaker's phonemes in scene `index`, in seconds from the scene's start."""
+        span = self.scenes[index]
+        found: dict[str, list[tuple[str, float, float]]] = {}
+        for cue in self.cues:
+            if cue.scene == span.id:
+                found.setdefault(cue.speaker, []).extend(
+                    (symbol, start - span.start, end - span.start) for symbol, start, end in cue.phonemes)
+        return found
 
     @property
     def mix(self) -> np.ndarray:
@@ -105,13 +134,6 @@ class FrameClock:
 
     def frames_covering(self, samples: int) -> int:
         return ceil(Fraction(samples) * self.fps / self.rate)
-
-
-@dataclass
-class _Placed:
-    speaker: int
-    start: int  # sample within the scene
-    clip: Clip
 
 
 def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -> Timeline:
@@ -146,7 +168,8 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
     if loudness.limited_db < -12:
         warnings.append(f"the limiter took up to {-loudness.limited_db:.1f} dB off peaks to reach "
                         f"{screenplay.audio.loudness:g} LUFS; a lower audio.loudness sounds cleaner")
-    return Timeline(rate, screenplay.fps, speakers, tracks, cues, spans, loudness, warnings)
+    return Timeline(rate, screenplay.fps, speakers, tracks, cues, spans, loudness, warnings,
+                    [placed for placed, _ in laid_out])
 
 
 def _layout_scene(scene, clips: list[Clip], screenplay: Screenplay, rate: int, warnings: list[str]):

@@ -1,12 +1,22 @@
-"""Talking-video generators, by name, with what each declares about itself.
+"""Talking-video generators: one protocol for every backend, and the registry by name.
 
-The timeline needs a backend's frame rate before any picture exists (cues are
-expressed in its frames), so every backend's declaration lives here.
+A backend declares what it is (`GeneratorInfo`: fps, chunk length, carried
+motion frames, what it needs) and turns one `ChunkRequest` into the chunk's
+frames. The timeline needs a backend's frame rate before any picture exists
+(cues are given in its frames), so every declaration lives here and loading a
+backend's code waits until it renders.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from talkstudio.stage import Stage
 
 
 @dataclass(frozen=True)
@@ -15,14 +25,77 @@ class GeneratorInfo:
     fps: int
     summary: str
     needs_gpu: bool
+    frame_num: int = 81  # frames per chunk, 4n+1
+    motion_frames: int = 0  # frames of chunk k carried into chunk k+1
+    chained: bool = False  # chunk k+1 is conditioned on chunk k's frames
+    overlap: str = "drop"  # what stitching does with carried frames: "drop" or "crossfade"
+    target: str | None = None  # "module:Class" of the implementation; None while it does not exist
 
 
 GENERATORS: dict[str, GeneratorInfo] = {
     info.name: info
     for info in (
-        GeneratorInfo("puppet", 25, "CPU portrait animation; the embedded default and draft preview", needs_gpu=False),
-        GeneratorInfo("anytalker", 24, "AnyTalker: Wan2.1-Fun-1.3B-InP with identity-aware audio attention", needs_gpu=True),
-        GeneratorInfo("multitalk", 25, "MultiTalk / InfiniteTalk: Wan2.1-I2V-14B with L-RoPE speaker binding", needs_gpu=True),
+        GeneratorInfo("puppet", 25, "CPU portrait animation; the embedded default and draft preview",
+                      needs_gpu=False, target="talkstudio.generators.puppet:PuppetGenerator"),
+        GeneratorInfo("anytalker", 24, "AnyTalker: Wan2.1-Fun-1.3B-InP with identity-aware audio attention",
+                      needs_gpu=True, motion_frames=5, chained=True),
+        GeneratorInfo("multitalk", 25, "MultiTalk / InfiniteTalk: Wan2.1-I2V-14B with L-RoPE speaker binding",
+                      needs_gpu=True, motion_frames=25, chained=True),
     )
 }
 DEFAULT_GENERATOR = "puppet"
+
+
+@dataclass
+class ChunkRequest:
+    """Everything that determines one chunk's frames."""
+
+    stage: Stage  # the scene's picture and the face of each on-stage character
+    audio: dict[str, np.ndarray]  # per on-stage speaker: the scene's voice track (float32, mono)
+    rate: int
+    phonemes: dict[str, list[tuple[str, float, float]]]  # per speaker, seconds from the scene start
+    fps: float
+    start_frame: int  # first frame of the window, counted from the scene start
+    frame_num: int
+    prompt: str = ""
+    seed: int = 0
+    carried: np.ndarray | None = None  # last motion frames of the previous chunk (chained backends)
+    audio_key: str = ""  # digest of `audio` and `phonemes`, so backends can reuse per-scene analysis
+
+
+class Generator(Protocol):
+    info: GeneratorInfo
+
+    def version(self) -> str:
+        """Code and model identity: part of every chunk's cache key."""
+
+    def generate(self, request: ChunkRequest) -> np.ndarray:
+        """The window's frames: (frame_num, height, width, 3) uint8 RGB."""
+
+
+def audio_digest(audio: dict[str, np.ndarray], phonemes: dict) -> str:
+    """Content hash of a request's voices and phonemes."""
+    import hashlib
+
+    import numpy
+
+    digest = hashlib.sha256()
+    for name in sorted(audio):
+        digest.update(name.encode())
+        digest.update(numpy.ascontiguousarray(audio[name], numpy.float32).tobytes())
+    digest.update(repr(sorted(phonemes.items())).encode())
+    return digest.hexdigest()
+
+
+_instances: dict[str, Generator] = {}
+
+
+def get_generator(name: str) -> Generator:
+    """The backend's implementation; NotImplementedError for one that is declared but not built yet."""
+    info = GENERATORS[name]
+    if info.target is None:
+        raise NotImplementedError(f"backend '{name}' is not available in this version; use --backend puppet")
+    if name not in _instances:
+        module_name, _, attr = info.target.partition(":")
+        _instances[name] = getattr(importlib.import_module(module_name), attr)()
+    return _instances[name]

@@ -1,0 +1,197 @@
+"""Stage 7: the mp4. Chunks become partial movie files; the final video joins them with the audio.
+
+Each chunk's frames are piped into ffmpeg and encoded once, as a partial
+movie file stored in the cache under the chunk's key (manim's idea, keyed by
+inputs). Encoding runs in ffmpeg while Python draws the next chunk. The final
+mp4 is the partial files joined without re-encoding (concat demuxer), the mix
+as AAC, and the subtitles as a soft mov_text track, with +faststart. Burned
+subtitles re-encode the joined video once through libass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from talkstudio.audio_io import ffmpeg_exe
+
+# a fixed thread count keeps the encoded bytes the same on every machine
+VIDEO_CODEC_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+                    "-profile:v", "high", "-threads", "2"]
+AUDIO_CODEC_ARGS = ["-c:a", "aac", "-b:a", "160k"]
+MAX_IN_FLIGHT = 2  # chunks being encoded while the next is drawn; bounds memory
+
+
+class EncodeError(RuntimeError):
+    pass
+
+
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
+                            capture_output=True, **kwargs)
+    if result.returncode != 0:
+        raise EncodeError(f"ffmpeg failed: {result.stderr.decode(errors='replace').strip()[-600:]}")
+    return result
+
+
+class PartialEncoder:
+    """Encodes chunks to partial movie files in background threads, at most MAX_IN_FLIGHT at once."""
+
+    def __init__(self, fps: float, size: tuple[int, int]):
+        self.fps, self.size = fps, size
+        self._slots = threading.Semaphore(MAX_IN_FLIGHT)
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    def submit(self, frames: np.ndarray, target: Path) -> None:
+        self._slots.acquire()
+        thread = threading.Thread(target=self._encode, args=(frames, Path(target)), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _encode(self, frames: np.ndarray, target: Path) -> None:
+        try:
+            encode_frames(frames, target, self.fps, self.size)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread by wait()
+            self._errors.append(error)
+        finally:
+            self._slots.release()
+
+    def wait(self) -> None:
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        if self._errors:
+            raise self._errors[0]
+
+
+def encode_frames(frames: np.ndarray, target: Path, fps: float, size: tuple[int, int]) -> None:
+    """Encode RGB frames to an H.264 file; written under a temporary name and renamed when complete."""
+    width, height = size
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", _rate(fps), "-i", "-",
+               *VIDEO_CODEC_ARGS, "-an", "-f", "mp4", str(temp)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _, stderr = process.communicate(np.ascontiguousarray(frames).tobytes())
+        if process.returncode != 0:
+            raise EncodeError(f"ffmpeg failed encoding {target.name}: {stderr.decode(errors='replace')[-600:]}")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _rate(fps: float) -> str:
+    from fractions import Fraction
+
+    fraction = Fraction(str(fps)).limit_denominator(1001)
+    return f"{fraction.numerator}/{fraction.denominator}"
+
+
+def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target: Path,
+             burn_ass: Path | None = None, work_dir: Path | None = None) -> None:
+    """Join partial movie files, add the mix (AAC) and a soft subtitle track; write `target` atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    listing = target.with_name(f".{target.stem}.chunks.txt")
+    listing.write_text("".join(f"file '{_concat_escape(p)}'\n" for p in partials))
+    temp = target.with_name(f".{target.name}.part")
+    inputs = ["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(mix)]
+    maps = ["-map", "0:v", "-map", "1:a"]
+    codecs = ["-c:v", "copy", *AUDIO_CODEC_ARGS]
+    env = None
+    if subtitles_srt is not None:
+        inputs += ["-i", str(subtitles_srt)]
+        maps += ["-map", "2:s"]
+        codecs += ["-c:s", "mov_text", "-metadata:s:s:0", "language=eng"]
+    if burn_ass is not None:
+        env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(work_dir or target.parent))}
+        codecs = [*VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={_filter_escape(burn_ass)}", *codecs[2:]]
+    try:
+        _run([*inputs, *maps, *codecs, "-movflags", "+faststart", "-f", "mp4", str(temp)], env=env)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+        listing.unlink(missing_ok=True)
+
+
+def _concat_escape(path: Path) -> str:
+    return str(Path(path).resolve()).replace("'", "'\\''")
+
+
+def _filter_escape(path: Path) -> str:
+    text = str(Path(path).resolve())
+    for char in "\\:',[];":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def find_font_dir() -> Path | None:
+    """A folder with DejaVu Sans (shipped by matplotlib), or the system's fonts."""
+    try:
+        import matplotlib
+
+        folder = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
+        if (folder / "DejaVuSans.ttf").exists():
+            return folder
+    except ImportError:
+        pass
+    for folder in (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path("/Library/Fonts")):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def fontconfig_file(folder: Path) -> Path:
+    """A fontconfig file naming the font folder, so the static ffmpeg's libass finds a font anywhere."""
+    fonts = find_font_dir()
+    conf = folder / ".talkstudio-fonts.conf"
+    cache = folder / ".talkstudio-fontcache"
+    conf.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+                    + (f"  <dir>{fonts}</dir>\n" if fonts else "")
+                    + f"  <cachedir>{cache}</cachedir>\n</fontconfig>\n")
+    return conf
+
+
+def probe(path: Path) -> dict:
+    """Streams and duration of a media file, read from ffmpeg's own report (no ffprobe needed)."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True)
+    report = result.stderr.decode(errors="replace")
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", report)
+    streams = re.findall(r"Stream #\d+:\d+(?:\[\w+\])?(?:\(\w+\))?: (\w+): (\w+)", report)
+    seconds = None
+    if duration:
+        h, m, s = duration.groups()
+        seconds = int(h) * 3600 + int(m) * 60 + float(s)
+    return {"duration": seconds, "streams": [(kind.lower(), codec) for kind, codec in streams], "report": report}
+
+
+def count_frames(path: Path) -> int:
+    """Frames in the first video stream, by decoding it."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0",
+                             "-f", "null", "-"], capture_output=True)
+    found = re.findall(r"frame=\s*(\d+)", result.stderr.decode(errors="replace"))
+    return int(found[-1]) if found else 0
+
+
+def read_frames(path: Path, size: tuple[int, int]):
+    """Yield the frames of a video as RGB arrays, one at a time."""
+    width, height = size
+    process = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+                                "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], stdout=subprocess.PIPE)
+    frame_bytes = width * height * 3
+    try:
+        while True:
+            data = process.stdout.read(frame_bytes)
+            if len(data) < frame_bytes:
+                break
+            yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+    finally:
+        process.stdout.close()
+        process.wait()

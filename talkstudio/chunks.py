@@ -1,0 +1,100 @@
+"""Stage 5: every chunk of every scene as a partial movie file, rendered only when missing.
+
+A chunk's file is stored in the cache under a key made of everything that
+determines its frames: the backend and its version, the video settings, the
+window, the stage (picture and face binding), the scene's voices and
+phonemes for the characters on stage, the prompt, the seed, the encoder
+settings, and for a chained backend the key of the chunk it continues.
+Chained backends also keep the window's last frames (lossless) beside it,
+so a resumed render carries exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from talkstudio.assemble import VIDEO_CODEC_ARGS, PartialEncoder
+from talkstudio.cache import Cache, atomic_write, content_key
+from talkstudio.generators import ChunkRequest, Generator, audio_digest
+from talkstudio.plan import ChunkSpan, plan_scene
+from talkstudio.progress import Reporter
+from talkstudio.stitch import stitch
+
+CHUNK_FORMAT = 1
+
+
+def scene_plans(screenplay, timeline, info, frame_num: int | None = None) -> list[list[ChunkSpan]]:
+    motion = info.motion_frames if info.chained else 0
+    return [plan_scene(scene.id, span.end_frame - span.start_frame, frame_num or info.frame_num, motion)
+            for scene, span in zip(screenplay.scenes, timeline.scenes)]
+
+
+def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cache, reporter: Reporter,
+                  frame_num: int | None = None, seed: int = 0) -> tuple[list[Path], int]:
+    """The partial movie files in order, and how many had to be rendered."""
+    info = generator.info
+    plans = scene_plans(screenplay, timeline, info, frame_num)
+    encoder = PartialEncoder(timeline.fps, screenplay.video.size)
+    partials: list[Path] = []
+    rendered = 0
+    with reporter.task("chunks", sum(len(p) for p in plans)) as advance:
+        for index, (scene, stage, spans) in enumerate(zip(screenplay.scenes, stages, plans)):
+            voices, phonemes = _scene_audio(timeline, index, stage)
+            audio_key = audio_digest(voices, phonemes)
+            base = {
+                "format": CHUNK_FORMAT, "backend": info.name, "version": generator.version(),
+                "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
+                "stage": stage.key, "audio": audio_key, "prompt": scene.prompt or "",
+                "seed": seed, "encoder": VIDEO_CODEC_ARGS, "overlap": info.overlap,
+            }
+            previous_key, previous_tail = None, None
+            for span in spans:
+                last = span is spans[-1]
+                key = content_key({**base, "span": [span.start, span.frame_num, span.keep_from, span.keep_to],
+                                   "last": last, "continues": previous_key})
+                path = cache.path("chunks", key, ".mp4")
+                tail_path = cache.path("chunks", key, ".tail.npy")
+                if cache.lookup("chunks", key, ".mp4") and (not info.chained or tail_path.exists()):
+                    tail = np.load(tail_path) if info.chained else None
+                else:
+                    request = ChunkRequest(stage, voices, timeline.rate, phonemes, timeline.fps, span.start,
+                                           span.frame_num, scene.prompt or "", seed, previous_tail, audio_key)
+                    frames = _checked(generator.generate(request), span, stage)
+                    tail = frames[span.frame_num - info.motion_frames:] if info.chained else None
+                    if tail is not None:
+                        _save_array(tail_path, tail)
+                    encoder.submit(stitch(frames, span, info.overlap, info.motion_frames, last, previous_tail), path)
+                    rendered += 1
+                partials.append(path)
+                previous_key, previous_tail = key, tail
+                advance()
+        encoder.wait()
+    return partials, rendered
+
+
+def _scene_audio(timeline, index: int, stage):
+    """The on-stage characters' voices (silence for those who do not speak) and phonemes."""
+    span = timeline.scenes[index]
+    spoken = timeline.scene_voices(index)
+    length = span.end_sample - span.start_sample
+    voices = {name: spoken.get(name, np.zeros(length, np.float32)) for name in stage.faces}
+    phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
+    return voices, phonemes
+
+
+def _checked(frames: np.ndarray, span: ChunkSpan, stage) -> np.ndarray:
+    height, width = stage.image.shape[:2]
+    if frames.shape != (span.frame_num, height, width, 3) or frames.dtype != np.uint8:
+        raise RuntimeError(f"generator returned {frames.shape} {frames.dtype}, expected "
+                           f"({span.frame_num}, {height}, {width}, 3) uint8")
+    return frames
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())

@@ -1,0 +1,185 @@
+"""Faces: where they are in an image, and the few points the generators need.
+
+Detection uses the face detector and 478-point face mesh that mediapipe 0.10.21
+ships (full-range detector, so small faces in group photos are found too). A
+`FaceGeometry` is what the rest of the project sees: the box, the eyes, the
+mouth and the chin, in pixels. It is built from mesh landmarks when the mesh
+finds the face, else from the detector's keypoints, else from proportions of
+a box given by hand, so a drawn character with a hand-placed box still works.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkstudio.errors import InputError, Problem
+
+# mesh landmark indices (canonical mediapipe face mesh topology)
+MOUTH_LEFT, MOUTH_RIGHT, LIP_TOP, LIP_BOTTOM = 61, 291, 13, 14
+OUTER_LIP_TOP, OUTER_LIP_BOTTOM = 0, 17
+EYES = ((33, 133, 159, 145), (362, 263, 386, 374))  # (outer/inner corner, corner, top, bottom) per eye
+CHIN, NOSE_TIP = 152, 1
+DETECTION_THRESHOLD = 0.5
+CROP_MARGIN = 0.6  # context around a detected box when running the mesh on the crop
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    box: tuple[float, float, float, float]  # x, y, width, height
+    eyes: tuple[tuple[float, float], tuple[float, float]]  # centres, image-left first
+    eye_size: tuple[float, float]  # width, height of an open eye
+    mouth: tuple[float, float]  # centre of the lip line
+    mouth_width: float
+    lip_height: float  # closed lips, top of the upper to bottom of the lower
+    chin: tuple[float, float]
+    nose: tuple[float, float]
+    source: str  # "mesh", "detector" or "box"
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x, y, w, h = self.box
+        return x + w / 2, y + h / 2
+
+    def transformed(self, scale: float, dx: float, dy: float) -> FaceGeometry:
+        """The same face after the image is scaled by `scale` and shifted by (dx, dy)."""
+
+        def p(point):
+            return point[0] * scale + dx, point[1] * scale + dy
+
+        x, y, w, h = self.box
+        return FaceGeometry((x * scale + dx, y * scale + dy, w * scale, h * scale), (p(self.eyes[0]), p(self.eyes[1])),
+                            (self.eye_size[0] * scale, self.eye_size[1] * scale), p(self.mouth),
+                            self.mouth_width * scale, self.lip_height * scale, p(self.chin), p(self.nose), self.source)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def from_landmarks(points: np.ndarray) -> FaceGeometry:
+    """Geometry from 478 (or 468) mesh landmarks in pixels."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    eyes = []
+    sizes = []
+    for a, b, top, bottom in EYES:
+        eyes.append(tuple((points[a] + points[b]) / 2))
+        sizes.append((np.linalg.norm(points[a] - points[b]), np.linalg.norm(points[top] - points[bottom])))
+    eyes.sort()
+    width, height = np.mean(sizes, axis=0)
+    mouth = (points[LIP_TOP] + points[LIP_BOTTOM]) / 2
+    return FaceGeometry(
+        box=(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+        eyes=(tuple(map(float, eyes[0])), tuple(map(float, eyes[1]))),
+        eye_size=(float(width), float(max(height, width * 0.3))),
+        mouth=(float(mouth[0]), float(mouth[1])),
+        mouth_width=float(np.linalg.norm(points[MOUTH_LEFT] - points[MOUTH_RIGHT])),
+        lip_height=float(np.linalg.norm(points[OUTER_LIP_TOP] - points[OUTER_LIP_BOTTOM])),
+        chin=tuple(map(float, points[CHIN])),
+        nose=tuple(map(float, points[NOSE_TIP])),
+        source="mesh",
+    )
+
+
+def from_box(box: tuple[float, float, float, float], source: str = "box") -> FaceGeometry:
+    """Geometry from a face box alone, by the proportions of a frontal face."""
+    x, y, w, h = map(float, box)
+    eye_y = y + 0.40 * h
+    return FaceGeometry(
+        box=(x, y, w, h),
+        eyes=((x + 0.30 * w, eye_y), (x + 0.70 * w, eye_y)),
+        eye_size=(0.22 * w, 0.08 * h),
+        mouth=(x + 0.5 * w, y + 0.78 * h),
+        mouth_width=0.36 * w,
+        lip_height=0.08 * h,
+        chin=(x + 0.5 * w, y + h),
+        nose=(x + 0.5 * w, y + 0.62 * h),
+        source=source,
+    )
+
+
+class _Models:
+    """mediapipe's detector and mesh, loaded once per process (they are not thread-safe)."""
+
+    def __init__(self):
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import mediapipe as mp
+
+        self.lock = threading.Lock()
+        self.detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                  min_detection_confidence=DETECTION_THRESHOLD)
+        self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                                    min_detection_confidence=0.3)
+
+
+_models: _Models | None = None
+
+
+def _get_models() -> _Models:
+    global _models
+    if _models is None:
+        _models = _Models()
+    return _models
+
+
+def _models_or_none() -> _Models | None:
+    try:
+        return _get_models()
+    except ImportError:
+        return None
+
+
+def detect_faces(image: np.ndarray) -> list[FaceGeometry]:
+    """Every face in an RGB uint8 image, left to right."""
+    models = _models_or_none()
+    if models is None:
+        raise InputError(Problem("finding faces needs mediapipe 0.10.21, which is not installed (Python 3.13+ "
+                                 "has no build of it)",
+                                 hint="give every face box by hand (cast: face: / scene: faces:) or use Python 3.12"))
+    height, width = image.shape[:2]
+    with models.lock:
+        result = models.detector.process(np.ascontiguousarray(image))
+    faces = []
+    for detection in result.detections or []:
+        rel = detection.location_data.relative_bounding_box
+        box = (rel.xmin * width, rel.ymin * height, rel.width * width, rel.height * height)
+        faces.append(face_in_box(image, box, detection))
+    return sorted(faces, key=lambda f: f.centre[0])
+
+
+def face_in_box(image: np.ndarray, box, detection=None) -> FaceGeometry:
+    """Geometry of the face inside `box`: mesh on the crop, else detector keypoints, else proportions."""
+    models = _models_or_none()
+    if models is None:
+        return from_box(box)
+    height, width = image.shape[:2]
+    x, y, w, h = box
+    margin = CROP_MARGIN * max(w, h)
+    x0, y0 = int(max(x - margin, 0)), int(max(y - margin, 0))
+    x1, y1 = int(min(x + w + margin, width)), int(min(y + h + margin, height))
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    if crop.size:
+        with models.lock:
+            mesh = models.mesh.process(crop)
+        if mesh.multi_face_landmarks:
+            points = np.array([(p.x * (x1 - x0) + x0, p.y * (y1 - y0) + y0)
+                               for p in mesh.multi_face_landmarks[0].landmark], np.float64)
+            geometry = from_landmarks(points)
+            cx, cy = geometry.centre
+            if x - margin <= cx <= x + w + margin and y - margin <= cy <= y + h + margin:
+                return geometry
+    if detection is not None:
+        return _from_keypoints(box, detection, width, height)
+    return from_box(box)
+
+
+def _from_keypoints(box, detection, width: int, height: int) -> FaceGeometry:
+    """Detector keypoints: right eye, left eye, nose tip, mouth centre, right ear, left ear."""
+    k = [(p.x * width, p.y * height) for p in detection.location_data.relative_keypoints]
+    base = from_box(box, source="detector")
+    eyes = tuple(sorted(k[:2]))
+    return FaceGeometry(base.box, eyes, base.eye_size, k[3], base.mouth_width, base.lip_height, base.chin, k[2],
+                        "detector")

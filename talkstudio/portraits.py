@@ -114,6 +114,35 @@ def draw_portrait(look: Look, size: int = SIZE) -> np.ndarray:
     return img
 
 
+def draw_group(looks: list[Look], size: tuple[int, int] = (1280, 720),
+               backdrop: tuple[int, int, int] = (92, 104, 120)) -> np.ndarray:
+    """Several people side by side in one picture, as a stage photo would hold them."""
+    import cv2
+
+    width, height = size
+    yy = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    image = (np.array(backdrop, np.float32) * (1.1 - 0.3 * yy) * np.ones((1, width, 1), np.float32)).astype(np.uint8)
+    person = int(min(height * 0.95, width / len(looks) * 1.15))
+    for i, look in enumerate(looks):
+        portrait = draw_portrait(look)
+        plain = draw_portrait(Look(look.skin, look.hair, look.eyes, look.shirt, look.backdrop, look.long_hair,
+                                   look.face_width), size=SIZE)
+        # the figure is what differs from its own plain backdrop
+        ramp = np.linspace(1.1, 0.75, SIZE, dtype=np.float32)[:, None, None]
+        ground = (np.array(look.backdrop, np.float32) * ramp).astype(np.int16)
+        mask = (np.abs(plain.astype(np.int16) - ground).sum(axis=2) > 24).astype(np.float32)
+        mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((3, 3), np.uint8)), (0, 0), 1.5)
+        figure = cv2.resize(portrait, (person, person), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(mask, (person, person), interpolation=cv2.INTER_AREA)[..., None]
+        cx = int(width * (i + 0.5) / len(looks))
+        x0, y0 = cx - person // 2, height - person
+        region = image[y0:y0 + person, max(x0, 0):x0 + person]
+        left = max(-x0, 0)
+        fig, a = figure[:, left:left + region.shape[1]], alpha[:, left:left + region.shape[1]]
+        region[:] = (fig * a + region * (1 - a)).astype(np.uint8)
+    return image
+
+
 CAST = {
     "maya": Look((224, 187, 160), (90, 60, 35), (60, 90, 120), (150, 60, 60), (70, 80, 100), True, 0.95),
     "theo": Look((160, 112, 80), (20, 18, 18), (40, 30, 25), (60, 90, 150), (100, 90, 80), False, 1.06),
@@ -129,8 +158,10 @@ def main(folder: str) -> None:
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for name, look in CAST.items():
-        cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(draw_portrait(look), cv2.COLOR_RGB2BGR))
+    pictures = {name: draw_portrait(look) for name, look in CAST.items()}
+    pictures["lighthouse-keepers"] = draw_group([CAST["ada"], CAST["bo"], CAST["cy"]])
+    for name, picture in pictures.items():
+        cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         print(out / f"{name}.png")
 
 

@@ -8,6 +8,7 @@ event allows); without them, a long line is cut into pieces timed by length.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ MAX_SECONDS = 7.0
 MAX_CPS = 20.0
 MIN_GAP = 0.04  # between consecutive events of one speaker
 COLOURS = ["#ffffff", "#ffe066", "#7fdbff", "#ff9f80", "#b8f28c", "#f5a3ff", "#ffc04d", "#9fb8ff"]
+
+
+_SPACE = re.compile(r"\s")
+_CLOSING = "\"'”’)]»"
 
 
 @dataclass
@@ -73,26 +78,39 @@ def events_from_cues(cues: list[dict], names: dict[str, str]) -> list[Event]:
 
 
 def _pieces_by_words(cue: dict) -> list[tuple[float, float, str]]:
-    # the written text keeps its punctuation: find each word in it, in order, and cut there
+    """Cut a cue between words into pieces that fit two lines and seven seconds, at punctuation when possible."""
     text, words = cue["text"], cue["words"]
+    # the written text keeps its punctuation: find each word in it, in order
     positions, cursor = [], 0
     for word in words:
         found = text.find(word["text"], cursor)
         positions.append(found if found >= 0 else cursor)
-        cursor = max(cursor, found + len(word["text"])) if found >= 0 else cursor
+        cursor = found + len(word["text"]) if found >= 0 else cursor
+    # a word's piece of text runs to the next space, so it keeps its punctuation and closing quotes
+    bounds = [m.start() if (m := _SPACE.search(text, p + len(w["text"]))) else len(text)
+              for p, w in zip(positions, words)]
+
+    def fits(first: int, last: int) -> bool:
+        piece = text[positions[first]:bounds[last]].strip()
+        return len(wrap(piece)) <= MAX_LINES and words[last]["end"] - words[first]["start"] <= MAX_SECONDS
+
     pieces, first = [], 0
-    for i in range(1, len(words) + 1):
-        done = i == len(words)
-        if not done:
-            span = text[positions[first]:positions[i] + len(words[i]["text"])].strip()
-            too_long = len(span) > MAX_LINE * MAX_LINES or words[i]["end"] - words[first]["start"] > MAX_SECONDS
-        if done or too_long:
-            piece_end = len(text) if done else positions[i]
-            piece_start = 0 if first == 0 else positions[first]
-            start = cue["start"] if first == 0 else words[first]["start"]
-            end = cue["end"] if done else words[i - 1]["end"]
-            pieces.append((start, end, text[piece_start:piece_end].strip()))
-            first = i
+    while first < len(words):
+        last = first
+        while last + 1 < len(words) and fits(first, last + 1):
+            last += 1
+        if last + 1 < len(words):
+            # prefer to end on punctuation, if that keeps the piece at least half as long
+            for j in range(last, first, -1):
+                ending = text[positions[j]:bounds[j]].rstrip(_CLOSING)[-1:]
+                if ending and ending in ".,;:!?" and (j - first + 1) * 2 >= last - first + 1:
+                    last = j
+                    break
+        start = cue["start"] if first == 0 else words[first]["start"]
+        end = cue["end"] if last == len(words) - 1 else words[last]["end"]
+        piece_start = 0 if first == 0 else bounds[first - 1]
+        pieces.append((start, end, text[piece_start:bounds[last]].strip()))
+        first = last + 1
     return pieces
 
 

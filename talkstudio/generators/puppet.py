@@ -374,5 +374,7 @@ def _sample(image, point, radius) -> tuple[int, int, int]:
 
 
 def _lid_colour(stage, face: FaceGeometry, eye) -> tuple[int, int, int]:
+    """Skin from the cheek just below the eye (above it there are brows and hair), a shade darker."""
     ew, eh = face.eye_size
-    return _sample(stage, (eye[0], eye[1] - 1.6 * eh - 2), 0.15 * ew)
+    skin = np.array(_sample(stage, (eye[0], eye[1] + 1.4 * eh + 2), 0.12 * ew))
+    return tuple(int(c) for c in skin * 0.9)

@@ -134,6 +134,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
         for scene in screenplay.scenes:
             stages.append(build_stage(screenplay, scene))
             advance()
+    _write_stages(work_dir / "stages.json", screenplay, stages)
     timings["stages"] = time.perf_counter() - clock
 
     # 3. speech and the timeline (tracks, mix, cues in the work folder)
@@ -165,6 +166,17 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     manifest.record(work_dir, "video", screenplay.file, screenplay.input_files(), engines,
                     [target, *subtitles.values()], settings)
     return VideoResult(target, work_dir, subtitles, audio, len(partials), len(partials) - rendered, timings)
+
+
+def _write_stages(path: Path, screenplay, stages) -> None:
+    """Who is where in each scene's picture (face boxes, mouths), for people and tools checking a render."""
+    from talkstudio.cache import atomic_write
+
+    doc = {scene.id: {name: face.as_dict() for name, face in stage.faces.items()}
+           for scene, stage in zip(screenplay.scenes, stages)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        json.dump(doc, f, indent=1)
 
 
 def _generator(screenplay, options: RenderOptions, known: dict, get_generator):

@@ -118,7 +118,7 @@ def _pieces_by_length(cue: dict) -> list[tuple[float, float, str]]:
     words = cue["text"].split()
     pieces, current = [], []
     for word in words:
-        if current and len(" ".join(current + [word])) > MAX_LINE * MAX_LINES:
+        if current and len(wrap(" ".join(current + [word]))) > MAX_LINES:
             pieces.append(" ".join(current))
             current = []
         current.append(word)

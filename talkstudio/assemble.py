@@ -2,7 +2,8 @@
 
 Each chunk's frames are piped into ffmpeg and encoded once, as a partial
 movie file stored in the cache under the chunk's key (manim's idea, keyed by
-inputs). Encoding runs in ffmpeg while Python draws the next chunk. The final
+inputs). Encoding runs in ffmpeg while Python draws: frame by frame for
+backends that stream, chunk by chunk in a background thread for the others. The final
 mp4 is the partial files joined without re-encoding (concat demuxer), the mix
 as AAC, and the subtitles as a soft mov_text track, with +faststart. Burned
 subtitles re-encode the joined video once through libass.
@@ -20,8 +21,9 @@ import numpy as np
 
 from talkstudio.audio_io import ffmpeg_exe
 
-# a fixed thread count keeps the encoded bytes the same on every machine
-VIDEO_CODEC_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+# superfast: x264 shares two cores with the drawing, and draft renders favour speed over bytes.
+# A fixed thread count keeps the encoded bytes the same on every machine.
+VIDEO_CODEC_ARGS = ["-c:v", "libx264", "-preset", "superfast", "-crf", "20", "-pix_fmt", "yuv420p",
                     "-profile:v", "high", "-threads", "2"]
 AUDIO_CODEC_ARGS = ["-c:a", "aac", "-b:a", "160k"]
 MAX_IN_FLIGHT = 2  # chunks being encoded while the next is drawn; bounds memory
@@ -39,8 +41,58 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-class PartialEncoder:
-    """Encodes chunks to partial movie files in background threads, at most MAX_IN_FLIGHT at once."""
+class FrameSink:
+    """One partial movie file being encoded: frames go in one at a time; the file appears when closed.
+
+    Frames are converted to yuv420p here (OpenCV's conversion equals ffmpeg's default BT.601
+    limited range), which halves what goes through the pipe and spares ffmpeg the work.
+    """
+
+    def __init__(self, target: Path, fps: float, size: tuple[int, int]):
+        width, height = size
+        self.target = Path(target)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = self.target.with_name(f".{self.target.name}.{os.getpid()}.{threading.get_ident()}.part")
+        command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                   "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", _rate(fps), "-i", "-",
+                   *VIDEO_CODEC_ARGS, "-an", "-f", "mp4", str(self.temp)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        try:
+            self.process.stdin.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).data)
+        except BrokenPipeError:
+            self.close()  # raises ffmpeg's own complaint
+
+    def close(self) -> None:
+        """Finish encoding and move the file into place; raise EncodeError if ffmpeg failed."""
+        try:
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
+            stderr = self.process.stderr.read()
+            self.process.wait()
+            if self.process.returncode != 0:
+                raise EncodeError(f"ffmpeg failed encoding {self.target.name}: {stderr.decode(errors='replace')[-600:]}")
+            os.replace(self.temp, self.target)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.temp.unlink(missing_ok=True)
+
+
+class EncoderPool:
+    """Finishes partial movie files in background threads while the next chunk is drawn.
+
+    At most MAX_IN_FLIGHT files are pending at once, which bounds memory and processes.
+    """
 
     def __init__(self, fps: float, size: tuple[int, int]):
         self.fps, self.size = fps, size
@@ -48,19 +100,28 @@ class PartialEncoder:
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
 
-    def submit(self, frames: np.ndarray, target: Path) -> None:
+    def encode(self, frames: np.ndarray, target: Path) -> None:
+        """Encode a whole chunk of frames into `target`, in the background."""
+        self._start(lambda: encode_frames(frames, target, self.fps, self.size))
+
+    def finish(self, sink: FrameSink) -> None:
+        """Close a sink whose frames are all written, in the background."""
+        self._start(sink.close)
+
+    def _start(self, work) -> None:
         self._slots.acquire()
-        thread = threading.Thread(target=self._encode, args=(frames, Path(target)), daemon=True)
+
+        def run():
+            try:
+                work()
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread by wait()
+                self._errors.append(error)
+            finally:
+                self._slots.release()
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         self._threads.append(thread)
-
-    def _encode(self, frames: np.ndarray, target: Path) -> None:
-        try:
-            encode_frames(frames, target, self.fps, self.size)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread by wait()
-            self._errors.append(error)
-        finally:
-            self._slots.release()
 
     def wait(self) -> None:
         for thread in self._threads:
@@ -70,22 +131,16 @@ class PartialEncoder:
             raise self._errors[0]
 
 
-def encode_frames(frames: np.ndarray, target: Path, fps: float, size: tuple[int, int]) -> None:
-    """Encode RGB frames to an H.264 file; written under a temporary name and renamed when complete."""
-    width, height = size
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
-    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", _rate(fps), "-i", "-",
-               *VIDEO_CODEC_ARGS, "-an", "-f", "mp4", str(temp)]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+def encode_frames(frames, target: Path, fps: float, size: tuple[int, int]) -> None:
+    """Encode RGB frames into an H.264 file that appears only when complete."""
+    sink = FrameSink(target, fps, size)
     try:
-        _, stderr = process.communicate(np.ascontiguousarray(frames).tobytes())
-        if process.returncode != 0:
-            raise EncodeError(f"ffmpeg failed encoding {target.name}: {stderr.decode(errors='replace')[-600:]}")
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+        for frame in frames:
+            sink.write(frame)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
 
 
 def _rate(fps: float) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkstudio.assemble import VIDEO_CODEC_ARGS, PartialEncoder
+from talkstudio.assemble import VIDEO_CODEC_ARGS, EncoderPool, FrameSink
 from talkstudio.cache import Cache, atomic_write, content_key
 from talkstudio.generators import ChunkRequest, Generator, audio_digest
 from talkstudio.plan import ChunkSpan, plan_scene
@@ -37,7 +37,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
     """The partial movie files in order, and how many had to be rendered."""
     info = generator.info
     plans = scene_plans(screenplay, timeline, info, frame_num)
-    encoder = PartialEncoder(timeline.fps, screenplay.video.size)
+    encoder = EncoderPool(timeline.fps, screenplay.video.size)
     partials: list[Path] = []
     rendered = 0
     with reporter.task("chunks", sum(len(p) for p in plans)) as advance:
@@ -62,17 +62,35 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                 else:
                     request = ChunkRequest(stage, voices, timeline.rate, phonemes, timeline.fps, span.start,
                                            span.frame_num, scene.prompt or "", seed, previous_tail, audio_key)
-                    frames = _checked(generator.generate(request), span, stage)
-                    tail = frames[span.frame_num - info.motion_frames:] if info.chained else None
-                    if tail is not None:
-                        _save_array(tail_path, tail)
-                    encoder.submit(stitch(frames, span, info.overlap, info.motion_frames, last, previous_tail), path)
+                    if not info.chained and hasattr(generator, "frames"):
+                        encoder.finish(_stream(generator, request, span, path, timeline.fps, screenplay.video.size))
+                        tail = None
+                    else:
+                        frames = _checked(generator.generate(request), span, stage)
+                        tail = frames[span.frame_num - info.motion_frames:] if info.chained else None
+                        if tail is not None:
+                            _save_array(tail_path, tail)
+                        encoder.encode(stitch(frames, span, info.overlap, info.motion_frames, last, previous_tail),
+                                       path)
                     rendered += 1
                 partials.append(path)
                 previous_key, previous_tail = key, tail
                 advance()
         encoder.wait()
     return partials, rendered
+
+
+def _stream(generator, request: ChunkRequest, span: ChunkSpan, path: Path, fps: float, size) -> FrameSink:
+    """Frames straight from the generator into an encoder, keeping those inside the scene; the sink to close."""
+    sink = FrameSink(path, fps, size)
+    try:
+        for index, frame in enumerate(generator.frames(request)):
+            if span.keep_from <= index < span.keep_to:
+                sink.write(frame)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink
 
 
 def _scene_audio(timeline, index: int, stage):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,6 +71,13 @@ class Generator(Protocol):
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
         """The window's frames: (frame_num, height, width, 3) uint8 RGB."""
+
+
+class StreamingGenerator(Generator, Protocol):
+    """A backend that can hand frames over one at a time (each valid until the next is asked for)."""
+
+    def frames(self, request: ChunkRequest) -> Iterator[np.ndarray]:
+        """The window's frames, in order, as (height, width, 3) uint8 RGB."""
 
 
 def audio_digest(audio: dict[str, np.ndarray], phonemes: dict) -> str:

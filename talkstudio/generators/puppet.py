@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -48,22 +49,30 @@ SPREAD = ("i", "ɪ", "e", "ɛ", "æ")
 class PuppetGenerator:
     info = GENERATORS["puppet"]
 
+    def __init__(self):
+        import cv2
+
+        # the encoder runs beside the drawing on a small machine: one OpenCV thread avoids contention
+        cv2.setNumThreads(1)
+
     def version(self) -> str:
         return VERSION
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
+        return np.stack([frame.copy() for frame in self.frames(request)])
+
+    def frames(self, request: ChunkRequest) -> Iterator[np.ndarray]:
+        """Frames drawn one after another into one buffer (each valid until the next)."""
         stage = request.stage
-        height, width = stage.image.shape[:2]
         motion = _scene_motion(request)
         rigs = _rigs_for(stage)
-        frames = np.empty((request.frame_num, height, width, 3), np.uint8)
+        frame = np.empty_like(stage.image)
         for i in range(request.frame_num):
-            frame = frames[i]
             np.copyto(frame, stage.image)
             scene_frame = request.start_frame + i
             for rig in rigs:
                 rig.draw(frame, stage.image, motion.pose(rig.name, scene_frame))
-        return frames
+            yield frame
 
 
 # --- motion: curves over the scene's frames ----------------------------------------------

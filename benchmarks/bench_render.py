@@ -1,0 +1,121 @@
+"""Render speed, edit cost and memory of `talkstudio render` with the puppet, on this machine.
+
+Prints, each measured in this run:
+  1. real-time factor of whole renders (speech, stages, chunks, encoding, assembly) of the
+     examples and of a generated two-minute episode, at 832x480, 25 fps (target: 10x);
+  2. the render's time against encoding the same frames alone with the same encoder settings;
+  3. re-rendering after an edit in the last of three scenes, against the full render (target <= 40%);
+  4. peak memory of a 1-minute and a 10-minute render (target: within 1.2x).
+Run: python benchmarks/bench_render.py [--quick]   (--quick skips the 10-minute render)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SENTENCES = [
+    "So tell me what happened after the storm.",
+    "Well, the harbour was full of driftwood, and nobody could get a boat out until noon.",
+    "That sounds like a long morning.",
+    "It was. But the bakery stayed open, so we all sat there and waited with coffee.",
+    "Of course they did. Nothing closes that bakery.",
+    "Not even the flood of ninety two, if you believe the owner.",
+    "I believe every word she says about bread and none about the weather.",
+    "Fair enough. Shall we get to the letters from listeners?",
+]
+
+
+def episode(minutes: float, scenes: int, folder: Path) -> Path:
+    """A two-host screenplay of about `minutes`, in `scenes` scenes."""
+    lines_per_scene = max(int(minutes * 60 / 3.2 / scenes), 2)
+    text = ["video: {size: 832x480}", "cast:", f"  maya: {{image: {ROOT / 'casts/maya.png'}, voice: ava}}",
+            f"  theo: {{image: {ROOT / 'casts/theo.png'}, voice: dan}}", "scenes:"]
+    n = 0
+    for s in range(scenes):
+        text += [f"  - id: part-{s + 1}", "    lines:"]
+        for _ in range(lines_per_scene):
+            speaker = "maya" if n % 2 == 0 else "theo"
+            text.append(f'      - {speaker}: "{SENTENCES[n % len(SENTENCES)]} ({n})"')
+            n += 1
+    path = folder / f"episode-{minutes:g}min.yaml"
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def render(script: Path, target: Path, cache: Path) -> tuple[float, int]:
+    """Wall seconds and peak memory (MiB) of one render in a fresh process."""
+    code = ("import resource, sys; sys.argv = ['talkstudio'] + sys.argv[1:]; import cli; rc = cli.main(sys.argv[1:]);"
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, "render", str(script), "-o", str(target), "--cache", str(cache),
+                             "-q"], capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    if result.returncode:
+        raise SystemExit(result.stderr)
+    rss = int(result.stdout.split("MAXRSS")[-1].split()[0]) // 1024
+    return seconds, rss
+
+
+def duration_of(target: Path) -> float:
+    import json
+
+    return json.loads((target.with_suffix("") / "cues.json").read_text())["duration"]
+
+
+def encode_alone(video: Path) -> float:
+    """Seconds to encode the video's frames again with the chunk encoder's settings, from raw frames in memory."""
+    from talkstudio.assemble import VIDEO_CODEC_ARGS
+    from talkstudio.audio_io import ffmpeg_exe
+
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(video), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    started = time.perf_counter()
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "832x480",
+                    "-r", "25", "-i", "-", *VIDEO_CODEC_ARGS, "-f", "mp4", "/dev/null"], input=raw, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        print("1-2. whole renders, fresh cache (speech, faces, chunks, encoding, assembly)")
+        jobs = sorted((ROOT / "scripts_examples").glob("*.yaml")) + [episode(2, 2, tmp)]
+        for script in jobs:
+            target = tmp / "out" / f"{script.stem}.mp4"
+            seconds, _ = render(script, target, tmp / f"cache-{script.stem}")
+            video = duration_of(target)
+            encoding = encode_alone(target)
+            print(f"   {script.stem:18s} {video:6.1f} s of video in {seconds:5.1f} s: {video / seconds:4.1f}x real time;"
+                  f" {seconds / encoding:4.1f}x the time of encoding its frames alone ({encoding:.1f} s)")
+
+        print("3. edit in the last of three scenes")
+        script = episode(1.5, 3, tmp)
+        full, _ = render(script, tmp / "edit.mp4", tmp / "cache-edit")
+        script.write_text(_edit_last_line(script.read_text()))
+        edited, _ = render(script, tmp / "edit.mp4", tmp / "cache-edit")
+        print(f"   full render {full:.1f} s, after the edit {edited:.1f} s: {edited / full:.0%} of the full render")
+
+        print("4. peak memory")
+        one, rss_one = render(episode(1, 1, tmp), tmp / "m1.mp4", tmp / "cache-m1")
+        print(f"   1-minute render: {rss_one} MiB ({one:.1f} s)")
+        if not quick:
+            ten, rss_ten = render(episode(10, 10, tmp), tmp / "m10.mp4", tmp / "cache-m10")
+            print(f"   10-minute render: {rss_ten} MiB ({ten:.1f} s, {600 / ten:.1f}x real time): "
+                  f"{rss_ten / rss_one:.2f}x the 1-minute peak")
+
+
+def _edit_last_line(text: str) -> str:
+    """Add a word to the last line (which ends with its closing quote)."""
+    lines = text.rstrip("\n").split("\n")
+    lines[-1] = lines[-1][:-1] + ' Edited."'
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@ Run: python benchmarks/bench_render.py [--quick]   (--quick skips the 10-minute 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,17 +49,15 @@ def episode(minutes: float, scenes: int, folder: Path) -> Path:
 
 
 def render(script: Path, target: Path, cache: Path) -> tuple[float, int]:
-    """Wall seconds and peak memory (MiB) of one render in a fresh process."""
-    code = ("import resource, sys; sys.argv = ['talkstudio'] + sys.argv[1:]; import cli; rc = cli.main(sys.argv[1:]);"
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    """Wall seconds and peak memory (MiB, the render process itself) of one render in a fresh process."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code, "render", str(script), "-o", str(target), "--cache", str(cache),
-                             "-q"], capture_output=True, text=True, cwd=ROOT)
+    process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "render", str(script), "-o", str(target),
+                                "--cache", str(cache), "-q"], cwd=ROOT, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    if result.returncode:
-        raise SystemExit(result.stderr)
-    rss = int(result.stdout.split("MAXRSS")[-1].split()[0]) // 1024
-    return seconds, rss
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(process.stderr.read().decode())
+    return seconds, usage.ru_maxrss // 1024
 
 
 def duration_of(target: Path) -> float:

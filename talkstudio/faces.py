@@ -132,8 +132,45 @@ def _models_or_none() -> _Models | None:
         return None
 
 
-def detect_faces(image: np.ndarray) -> list[FaceGeometry]:
+FACES_VERSION = "mediapipe-0.10.21-1"
+
+
+class FaceCache:
+    """Face geometry stored by image content, so a re-render never runs the detector again."""
+
+    def __init__(self, cache=None):
+        self.cache = cache
+
+    def get(self, image: np.ndarray, task: dict, compute) -> list[FaceGeometry]:
+        if self.cache is None:
+            return compute()
+        import hashlib
+        import json
+
+        from talkstudio.cache import atomic_write, content_key
+
+        key = content_key({"version": FACES_VERSION, "task": task, "shape": list(image.shape),
+                           "image": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()})
+        stored = self.cache.lookup("faces", key, ".json")
+        if stored is not None:
+            return [FaceGeometry(**_tuples(d)) for d in json.loads(stored.read_text())]
+        faces = compute()
+        with atomic_write(self.cache.path("faces", key, ".json"), "w") as f:
+            json.dump([face.as_dict() for face in faces], f)
+        return faces
+
+
+def _tuples(d: dict) -> dict:
+    def fix(v):
+        return tuple(fix(x) for x in v) if isinstance(v, list) else v
+
+    return {k: fix(v) for k, v in d.items()}
+
+
+def detect_faces(image: np.ndarray, faces_cache: FaceCache | None = None) -> list[FaceGeometry]:
     """Every face in an RGB uint8 image, left to right."""
+    if faces_cache is not None:
+        return faces_cache.get(image, {"detect": DETECTION_THRESHOLD}, lambda: detect_faces(image))
     models = _models_or_none()
     if models is None:
         raise InputError(Problem("finding faces needs mediapipe 0.10.21, which is not installed (Python 3.13+ "
@@ -150,8 +187,10 @@ def detect_faces(image: np.ndarray) -> list[FaceGeometry]:
     return sorted(faces, key=lambda f: f.centre[0])
 
 
-def face_in_box(image: np.ndarray, box, detection=None) -> FaceGeometry:
+def face_in_box(image: np.ndarray, box, detection=None, faces_cache: FaceCache | None = None) -> FaceGeometry:
     """Geometry of the face inside `box`: mesh on the crop, else detector keypoints, else proportions."""
+    if faces_cache is not None:
+        return faces_cache.get(image, {"box": [float(v) for v in box]}, lambda: [face_in_box(image, box)])[0]
     models = _models_or_none()
     if models is None:
         return from_box(box)

@@ -132,7 +132,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     with reporter.task("stages", len(screenplay.scenes)) as advance:
         stages = []
         for scene in screenplay.scenes:
-            stages.append(build_stage(screenplay, scene))
+            stages.append(build_stage(screenplay, scene, cache))
             advance()
     _write_stages(work_dir / "stages.json", screenplay, stages)
     timings["stages"] = time.perf_counter() - clock

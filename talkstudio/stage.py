@@ -17,7 +17,7 @@ import numpy as np
 
 from talkstudio.cache import content_key, file_digest
 from talkstudio.errors import InputError, Problem
-from talkstudio.faces import FaceGeometry, detect_faces, face_in_box
+from talkstudio.faces import FaceCache, FaceGeometry, detect_faces, face_in_box
 from talkstudio.screenplay import COLOUR_PATTERN, Scene, Screenplay
 
 DEFAULT_BACKGROUND = "#1e2230"
@@ -42,13 +42,15 @@ def on_stage(scene: Scene) -> list[str]:
     return list(dict.fromkeys(line.speaker for line in scene.lines))
 
 
-def build_stage(screenplay: Screenplay, scene: Scene) -> Stage:
+def build_stage(screenplay: Screenplay, scene: Scene, cache=None) -> Stage:
+    """The scene's picture and faces; with a cache, faces found once are never searched for again."""
     size = screenplay.video.size
     characters = on_stage(scene)
+    faces_cache = FaceCache(cache)
     if scene.stage is not None:
-        image, faces = _given_stage(screenplay, scene, characters, size)
+        image, faces = _given_stage(screenplay, scene, characters, size, faces_cache)
     else:
-        image, faces = _composed_stage(screenplay, scene, characters, size)
+        image, faces = _composed_stage(screenplay, scene, characters, size, faces_cache)
     key = content_key({"image": content_key({"pixels": _digest(image)}),
                        "faces": {k: v.as_dict() for k, v in faces.items()}})
     return Stage(image, faces, key)
@@ -85,16 +87,17 @@ def cover(image: np.ndarray, width: int, height: int, focus: tuple[float, float]
     return scaled[y0:y0 + height, x0:x0 + width].copy(), (scale, -x0, -y0)
 
 
-def _given_stage(screenplay: Screenplay, scene: Scene, characters: list[str], size):
+def _given_stage(screenplay: Screenplay, scene: Scene, characters: list[str], size, faces_cache: FaceCache):
     width, height = size
     original = load_image(scene.stage)
     image, (scale, dx, dy) = cover(original, width, height)
     faces: dict[str, FaceGeometry] = {}
     for name, box in scene.faces.items():
         x, y, w, h = box
-        faces[name] = face_in_box(image, (x * scale + dx, y * scale + dy, w * scale, h * scale))
+        faces[name] = face_in_box(image, (x * scale + dx, y * scale + dy, w * scale, h * scale),
+                                  faces_cache=faces_cache)
     unplaced = [c for c in characters if c not in faces]
-    found = [f for f in detect_faces(image) if not any(_overlaps(f, g) for g in faces.values())]
+    found = [f for f in detect_faces(image, faces_cache) if not any(_overlaps(f, g) for g in faces.values())]
     if len(found) < len(unplaced):
         raise InputError(Problem(
             f"scene '{scene.id}': found {len(found)} face(s) in the stage image {scene.stage.name} "
@@ -125,7 +128,7 @@ def panel_rects(count: int, width: int, height: int) -> list[tuple[int, int, int
             for r in range(rows) for c in range(columns)][:count]
 
 
-def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str], size):
+def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str], size, faces_cache: FaceCache):
     width, height = size
     if not 1 <= len(characters) <= 4:
         raise InputError(Problem(
@@ -135,7 +138,7 @@ def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str],
     image = _background(scene.background or DEFAULT_BACKGROUND, width, height)
     faces = {}
     for name, (x, y, w, h) in zip(characters, panel_rects(len(characters), width, height)):
-        portrait, face = _portrait(screenplay, name)
+        portrait, face = _portrait(screenplay, name, faces_cache)
         panel, (scale, dx, dy) = cover(portrait, w, h, focus=face.centre)
         image[y:y + h, x:x + w] = panel
         faces[name] = face.transformed(scale, dx + x, dy + y)
@@ -152,29 +155,31 @@ def _background(background: str, width: int, height: int) -> np.ndarray:
     return cover(load_image(Path(background)), width, height)[0]
 
 
-def _portrait(screenplay: Screenplay, name: str) -> tuple[np.ndarray, FaceGeometry]:
+def _portrait(screenplay: Screenplay, name: str, faces_cache: FaceCache) -> tuple[np.ndarray, FaceGeometry]:
     character = screenplay.cast[name]
     if character.image is None:
-        return _drawn_portrait(name)
-    return _photo_portrait(character.image, file_digest(character.image), character.face, name, screenplay.file)
+        from talkstudio.portraits import FACE_BOX
 
-
-@lru_cache(maxsize=32)
-def _drawn_portrait(name: str) -> tuple[np.ndarray, FaceGeometry]:
-    from talkstudio.portraits import FACE_BOX, Look, draw_portrait
-
-    image = draw_portrait(Look.from_name(name))
-    return image, face_in_box(image, FACE_BOX)
-
-
-@lru_cache(maxsize=32)
-def _photo_portrait(path: Path, digest: str, box, name: str, script: Path) -> tuple[np.ndarray, FaceGeometry]:
-    image = load_image(path)
-    if box is not None:
-        return image, face_in_box(image, box)
-    faces = detect_faces(image)
+        image = _drawn_portrait(name)
+        return image, face_in_box(image, FACE_BOX, faces_cache=faces_cache)
+    image = _load_cached(character.image, file_digest(character.image))
+    if character.face is not None:
+        return image, face_in_box(image, character.face, faces_cache=faces_cache)
+    faces = detect_faces(image, faces_cache)
     if not faces:
         raise InputError(Problem(
-            f"no face found in {name}'s image {path.name}", file=script,
+            f"no face found in {name}'s image {character.image.name}", file=screenplay.file,
             hint=f"give the face box by hand under cast: {name}: face: [x, y, width, height] (pixels of the image)"))
     return image, max(faces, key=lambda f: f.box[2] * f.box[3])
+
+
+@lru_cache(maxsize=32)
+def _drawn_portrait(name: str) -> np.ndarray:
+    from talkstudio.portraits import Look, draw_portrait
+
+    return draw_portrait(Look.from_name(name))
+
+
+@lru_cache(maxsize=32)
+def _load_cached(path: Path, digest: str) -> np.ndarray:
+    return load_image(path)

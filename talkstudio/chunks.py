@@ -22,6 +22,7 @@ from talkstudio.generators import ChunkRequest, Generator, audio_digest
 from talkstudio.plan import ChunkSpan, plan_scene
 from talkstudio.progress import Reporter
 from talkstudio.stitch import stitch
+from talkstudio.timeline import FrameClock
 
 CHUNK_FORMAT = 1
 
@@ -43,25 +44,29 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
     with reporter.task("chunks", sum(len(p) for p in plans)) as advance:
         for index, (scene, stage, spans) in enumerate(zip(screenplay.scenes, stages, plans)):
             voices, phonemes = _scene_audio(timeline, index, stage)
-            audio_key = audio_digest(voices, phonemes)
             base = {
                 "format": CHUNK_FORMAT, "backend": info.name, "version": generator.version(),
                 "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
-                "stage": stage.key, "audio": audio_key, "prompt": scene.prompt or "",
+                "stage": stage.key, "prompt": scene.prompt or "",
                 "seed": seed, "encoder": VIDEO_CODEC_ARGS, "overlap": info.overlap,
             }
             previous_key, previous_tail = None, None
             for span in spans:
                 last = span is spans[-1]
+                first = max(span.start - round(info.audio_context_s * timeline.fps), 0)
+                end = span.start + span.frame_num + round(info.audio_context_s * timeline.fps)
+                window, window_phonemes = _window(voices, phonemes, first, end, timeline)
+                audio_key = audio_digest(window, window_phonemes)
                 key = content_key({**base, "span": [span.start, span.frame_num, span.keep_from, span.keep_to],
-                                   "last": last, "continues": previous_key})
+                                   "audio": audio_key, "audio_start": first, "last": last,
+                                   "continues": previous_key})
                 path = cache.path("chunks", key, ".mp4")
                 tail_path = cache.path("chunks", key, ".tail.npy")
                 if cache.lookup("chunks", key, ".mp4") and (not info.chained or tail_path.exists()):
                     tail = np.load(tail_path) if info.chained else None
                 else:
-                    request = ChunkRequest(stage, voices, timeline.rate, phonemes, timeline.fps, span.start,
-                                           span.frame_num, scene.prompt or "", seed, previous_tail, audio_key)
+                    request = ChunkRequest(stage, window, timeline.rate, window_phonemes, timeline.fps, span.start,
+                                           span.frame_num, first, scene.prompt or "", seed, previous_tail, audio_key)
                     if not info.chained and hasattr(generator, "frames"):
                         encoder.finish(_stream(generator, request, span, path, timeline.fps, screenplay.video.size))
                         tail = None
@@ -91,6 +96,23 @@ def _stream(generator, request: ChunkRequest, span: ChunkSpan, path: Path, fps: 
         sink.abort()
         raise
     return sink
+
+
+def _window(voices: dict, phonemes: dict, first: int, end: int, timeline):
+    """The voices from scene frame `first` to `end` (zeros past the scene's end), phonemes in window time."""
+    clock = FrameClock(timeline.rate, timeline.fps)
+    lo, hi = clock.sample_of(first), clock.sample_of(end)
+    window = {}
+    for name, voice in voices.items():
+        piece = np.zeros(hi - lo, np.float32)
+        available = voice[lo:hi]
+        piece[:len(available)] = available
+        window[name] = piece
+    offset, length = first / timeline.fps, (end - first) / timeline.fps
+    window_phonemes = {name: [(symbol, start - offset, stop - offset) for symbol, start, stop in found
+                              if stop > offset and start < offset + length]
+                       for name, found in phonemes.items()}
+    return window, window_phonemes
 
 
 def _scene_audio(timeline, index: int, stage):

@@ -21,6 +21,7 @@ import numpy as np
 
 from talkstudio.audio_io import write_wav
 from talkstudio.cache import atomic_write
+from talkstudio.generators import SPEECH_LEVEL_DB
 from talkstudio.loudness import Loudness, normalise_curve
 from talkstudio.screenplay import Screenplay
 from talkstudio.speech import Clip
@@ -85,14 +86,15 @@ class Timeline:
     layouts: list[list[_Placed]] = field(default_factory=list, repr=False)  # per scene, clips as placed
 
     def scene_voices(self, index: int) -> dict[str, np.ndarray]:
-        """Each speaker's voice in scene `index`, as spoken: before volume and loudness, so a scene's
-        picture depends on that scene alone (an edit elsewhere moves the global gain, not this)."""
+        """Each speaker's voice in scene `index` for the picture: every clip brought to one speech level
+        (SPEECH_LEVEL_DB), before volume and loudness. So a picture depends only on the lines near
+        it: an edit elsewhere moves the mix's gain, not this, and loud or quiet recordings animate alike."""
         span = self.scenes[index]
         length = span.end_sample - span.start_sample
         voices: dict[str, np.ndarray] = {}
         for item in self.layouts[index]:
             track = voices.setdefault(self.speakers[item.speaker], np.zeros(length, np.float32))
-            track[item.start:item.start + len(item.clip.samples)] += item.clip.samples
+            track[item.start:item.start + len(item.clip.samples)] += _at_speech_level(item.clip.samples, self.rate)
         return voices
 
     def scene_phonemes(self, index: int) -> dict[str, list[tuple[str, float, float]]]:
@@ -134,6 +136,20 @@ class FrameClock:
 
     def frames_covering(self, samples: int) -> int:
         return ceil(Fraction(samples) * self.fps / self.rate)
+
+
+def _at_speech_level(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The clip scaled so that its voiced 20 ms blocks have an RMS of SPEECH_LEVEL_DB."""
+    block = max(int(0.02 * rate), 1)
+    usable = len(samples) // block * block
+    if not usable:
+        return samples
+    rms = np.sqrt(np.mean(samples[:usable].reshape(-1, block).astype(np.float64) ** 2, axis=1))
+    voiced = rms[rms > rms.max() * 0.1]
+    level = float(np.sqrt(np.mean(voiced ** 2))) if len(voiced) else 0.0
+    if level <= 1e-6:
+        return samples
+    return (samples * np.float32(10 ** (SPEECH_LEVEL_DB / 20) / level)).astype(np.float32)
 
 
 def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -> Timeline:

@@ -197,3 +197,18 @@ def test_plan_command_prints_chunks(tmp_path):
 def test_unbuilt_backend_is_a_clear_error(tmp_path):
     result = run_cli("render", EXAMPLES[0], "-o", tmp_path / "x.mp4", "--backend", "anytalker", "--cache", tmp_path)
     assert result.returncode == 2 and "not available" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_edit_rerenders_only_the_chunks_near_it(write_script, tmp_path):
+    lines = "".join(f"      - {'ana' if i % 2 else 'ben'}: This is line number {i} of a longer last scene.\n"
+                    for i in range(8))
+    script = write_script("video: {size: 320x192}\ncast:\n  ana: {voice: ava}\n  ben: {voice: ben}\nscenes:\n"
+                          "  - id: only\n    lines:\n" + lines)
+    cache = Cache(tmp_path / "cache")
+    first = render_video(script, tmp_path / "out.mp4", cache, Reporter(quiet=True))
+    assert first.chunks >= 5
+    script.write_text(script.read_text().replace("line number 7 of", "line number 7, the very final one, of"))
+    second = render_video(script, tmp_path / "out.mp4", cache, Reporter(quiet=True))
+    redone = second.chunks - second.chunks_cached
+    # the last line spans two chunks, and the 2 s of audio context reaches one more
+    assert 1 <= redone <= 3 and redone < second.chunks / 2, f"{redone} of {second.chunks} chunks re-rendered"

@@ -29,6 +29,7 @@ class GeneratorInfo:
     motion_frames: int = 0  # frames of chunk k carried into chunk k+1
     chained: bool = False  # chunk k+1 is conditioned on chunk k's frames
     overlap: str = "drop"  # what stitching does with carried frames: "drop" or "crossfade"
+    audio_context_s: float = 2.0  # audio needed before and after a window to draw it
     target: str | None = None  # "module:Class" of the implementation; None while it does not exist
 
 
@@ -46,17 +47,23 @@ GENERATORS: dict[str, GeneratorInfo] = {
 DEFAULT_GENERATOR = "puppet"
 
 
+# The voices handed to a generator have their voiced parts at this RMS level (dBFS), whatever the
+# recording's or the TTS's own level, so backends can use absolute thresholds.
+SPEECH_LEVEL_DB = -20.0
+
+
 @dataclass
 class ChunkRequest:
     """Everything that determines one chunk's frames."""
 
     stage: Stage  # the scene's picture and the face of each on-stage character
-    audio: dict[str, np.ndarray]  # per on-stage speaker: the scene's voice track (float32, mono)
+    audio: dict[str, np.ndarray]  # per on-stage speaker: voice (float32, mono) from `audio_start_frame` on
     rate: int
-    phonemes: dict[str, list[tuple[str, float, float]]]  # per speaker, seconds from the scene start
+    phonemes: dict[str, list[tuple[str, float, float]]]  # per speaker, seconds from `audio_start_frame`
     fps: float
     start_frame: int  # first frame of the window, counted from the scene start
     frame_num: int
+    audio_start_frame: int = 0  # scene frame where `audio` begins: the window's start minus the context
     prompt: str = ""
     seed: int = 0
     carried: np.ndarray | None = None  # last motion frames of the previous chunk (chained backends)

@@ -23,12 +23,13 @@ from typing import Iterator
 import numpy as np
 
 from talkstudio.faces import FaceGeometry
-from talkstudio.generators import GENERATORS, ChunkRequest, audio_digest
+from talkstudio.generators import GENERATORS, SPEECH_LEVEL_DB, ChunkRequest
 
 VERSION = "puppet-1"
 
 # mouth
-OPEN_RANGE_DB = 24.0  # from closed to fully open, below the speaker's loud level
+OPEN_RANGE_DB = 24.0  # from closed to fully open, below a loud syllable
+LOUD_ABOVE_SPEECH_DB = 4.0  # a loud syllable's 50 ms level, above the voiced speech level
 MAX_JAW_DROP = 0.45  # of the mouth width
 UPPER_LIP_LIFT = 0.15  # of the jaw drop
 # eyes
@@ -64,7 +65,7 @@ class PuppetGenerator:
     def frames(self, request: ChunkRequest) -> Iterator[np.ndarray]:
         """Frames drawn one after another into one buffer (each valid until the next)."""
         stage = request.stage
-        motion = _scene_motion(request)
+        motion = _WindowMotion(request)
         rigs = _rigs_for(stage)
         frame = np.empty_like(stage.image)
         for i in range(request.frame_num):
@@ -86,22 +87,27 @@ class Pose:
     breath: float  # body offset in face widths
 
 
-class _SceneMotion:
-    def __init__(self, request: ChunkRequest, total_frames: int):
-        self.fps = request.fps
+class _WindowMotion:
+    """Motion curves over the request's audio window: the chunk's frames and the context around them.
+
+    Audio-driven motion depends only on the window's audio; blinks, sway and breathing are
+    functions of the scene time and the seed. So a chunk's frames depend on exactly what its
+    cache key holds, and chunks drawn apart join without a seam.
+    """
+
+    def __init__(self, request: ChunkRequest):
+        fps, rate = request.fps, request.rate
+        self.first = request.audio_start_frame
         names = list(request.stage.faces)
-        rate = request.rate
-        energy = {n: _frame_db(request.audio.get(n), rate, request.fps, total_frames) for n in names}
-        self.jaw, self.width = {}, {}
+        samples = max((len(a) for a in request.audio.values()), default=0)
+        frames = max(int(np.ceil(samples / rate * fps)), request.start_frame + request.frame_num - self.first)
+        self.jaw, self.width, self.head, self.breath, self.blink = {}, {}, {}, {}, {}
         for name in names:
-            jaw, width = _mouth(request.audio.get(name), energy[name], rate, request.fps, total_frames,
-                                request.phonemes.get(name, []))
-            self.jaw[name], self.width[name] = jaw, width
+            audio = request.audio.get(name)
+            self.jaw[name], self.width[name] = _mouth(audio, _frame_db(audio, rate, fps, frames), rate, fps, frames,
+                                                      request.phonemes.get(name, []))
         speaking = {n: _smooth(self.jaw[n], 6) for n in names}
-        self.head = {}
-        self.breath = {}
-        self.blink = {}
-        t = np.arange(total_frames) / request.fps
+        t = (self.first + np.arange(frames)) / fps
         for name in names:
             rng = np.random.default_rng(_seed(request.seed, name))
             phase = rng.uniform(0, 2 * np.pi, 5)
@@ -109,34 +115,15 @@ class _SceneMotion:
             sway_y = 0.6 * SWAY * np.sin(2 * np.pi * 0.17 * t + phase[2])
             bob = SPEAKING_BOB * np.diff(np.concatenate([[0], _smooth(speaking[name], 4)])) * 6
             others = [speaking[o] for o in names if o != name]
-            nods = _nods(speaking[name], others, request.fps) if others else np.zeros(total_frames)
+            nods = _nods(speaking[name], others, fps) if others else np.zeros(frames)
             self.head[name] = np.stack([sway_x, sway_y + bob + nods], axis=1)
             self.breath[name] = BREATH_DEPTH * np.sin(2 * np.pi * t / BREATH_PERIOD_S + phase[3])
-            self.blink[name] = _blinks(rng, total_frames, request.fps)
+            self.blink[name] = _blinks(rng, self.first + frames, fps)[self.first:]
 
     def pose(self, name: str, frame: int) -> Pose:
-        f = min(max(frame, 0), len(self.jaw[name]) - 1)
+        f = min(max(frame - self.first, 0), len(self.jaw[name]) - 1)
         return Pose(float(self.jaw[name][f]), float(self.width[name][f]), float(self.blink[name][f]),
                     (float(self.head[name][f, 0]), float(self.head[name][f, 1])), float(self.breath[name][f]))
-
-
-def _scene_motion(request: ChunkRequest) -> _SceneMotion:
-    total = max((len(a) for a in request.audio.values()), default=0)
-    total_frames = max(int(np.ceil(total / request.rate * request.fps)), request.start_frame + request.frame_num)
-    key = (request.stage.key, request.audio_key or audio_digest(request.audio, request.phonemes), request.seed, request.fps, total_frames)
-    return _cached_motion(key, request, total_frames)
-
-
-_motion_cache: dict = {}
-
-
-def _cached_motion(key, request, total_frames) -> _SceneMotion:
-    # one scene is usually rendered chunk after chunk: keep the last few scenes' curves
-    if key not in _motion_cache:
-        if len(_motion_cache) > 4:
-            _motion_cache.pop(next(iter(_motion_cache)))
-        _motion_cache[key] = _SceneMotion(request, total_frames)
-    return _motion_cache[key]
 
 
 def _seed(seed: int, name: str) -> int:
@@ -167,8 +154,7 @@ def _high_band_ratio(samples, rate: int, fps: float, frames: int) -> np.ndarray:
 
 
 def _mouth(samples, level_db, rate, fps, frames, phonemes) -> tuple[np.ndarray, np.ndarray]:
-    voiced = level_db[level_db > -60]
-    loud = np.percentile(voiced, 90) if len(voiced) else -20.0
+    loud = SPEECH_LEVEL_DB + LOUD_ABOVE_SPEECH_DB  # voices arrive at a common speech level
     jaw = np.clip((level_db - (loud - OPEN_RANGE_DB)) / OPEN_RANGE_DB, 0, 1) ** 0.9
     jaw *= 1 - 0.5 * np.clip((_high_band_ratio(samples, rate, fps, frames) - 0.35) / 0.4, 0, 1)
     width = np.ones(frames)
@@ -224,20 +210,21 @@ def _blinks(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
 
 
 def _nods(own: np.ndarray, others: list[np.ndarray], fps: float) -> np.ndarray:
-    """A small nod when someone else ends a phrase while this character is quiet."""
+    """A small nod when someone else ends a phrase while this character is quiet.
+
+    Each decision looks only at the audio shortly before and after it (not at earlier nods),
+    so chunks that see the same stretch of audio decide the same way.
+    """
     nods = np.zeros(len(own))
-    other = np.max(others, axis=0)
-    talking = other > 0.25
-    length = int(NOD_S * fps)
+    talking = np.max(others, axis=0) > 0.25
+    length, pause = int(NOD_S * fps), int(0.3 * fps)
+    ends = [i for i in range(1, len(own)) if talking[i - 1] and not talking[i:i + pause].any()]
     shape = NOD_DEPTH * np.sin(np.linspace(0, np.pi, length))
-    i, last = 1, -10 * length
-    while i < len(own):
-        ends_phrase = talking[i - 1] and not talking[i:i + int(0.3 * fps)].any()
-        if ends_phrase and own[i] < 0.1 and i - last > 2 * length:
+    for i in ends:
+        recent = any(i - 2 * length < j < i for j in ends)  # one nod for a burst of short phrases
+        if own[i] < 0.1 and not recent:
             end = min(i + length, len(own))
             nods[i:end] += shape[:end - i]
-            last = i
-        i += 1
     return nods
 
 

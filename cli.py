@@ -33,7 +33,7 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 ScriptArg = Annotated[Path, typer.Argument(help="screenplay YAML file", show_default=False)]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="cache folder [default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio]")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="cache folder (default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio)")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="redo everything (results are still stored)")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print only warnings and errors")]
 
@@ -127,9 +127,9 @@ def _print_timeline(result) -> None:
 @app.command()
 def render(
     script: ScriptArg,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write [default: renders/<script>.mp4]")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write (default: renders/<script>.mp4)")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend (puppet, anytalker, multitalk)")] = None,
-    frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1 [default: the backend's, 81]")] = None,
+    frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1 (default: the backend's, 81)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
     burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,
     cache: CacheOpt = None,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from functools import lru_cache
 from math import gcd
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -68,16 +70,24 @@ def median_f0(samples: np.ndarray, rate: int, low_hz: float = 60, high_hz: float
     return float(np.median(estimates)) if estimates else float("nan")
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    """Write 32-bit float WAV atomically (exact zeros and levels survive the round trip)."""
-    from scipy.io import wavfile
+@contextmanager
+def wav_writer(path: Path, rate: int, total: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """Yield `write(block)` for a mono 32-bit float WAV of `total` samples, written block by block
+    (exact zeros and levels survive the round trip); the file appears only when complete."""
+    import struct
 
+    data_bytes = 4 * total
+    header = (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
+              + b"fmt " + struct.pack("<IHHIIHH", 16, 3, 1, rate, rate * 4, 4, 32)
+              + b"data" + struct.pack("<I", data_bytes))
+    written = [0]
     with atomic_write(Path(path)) as f:
-        wavfile.write(f, rate, np.ascontiguousarray(samples, dtype=np.float32))
+        f.write(header)
 
+        def write(block: np.ndarray) -> None:
+            f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+            written[0] += len(block)
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    from scipy.io import wavfile
-
-    rate, samples = wavfile.read(path)
-    return samples, rate
+        yield write
+        if written[0] != total:
+            raise ValueError(f"{path}: wrote {written[0]} samples, announced {total}")

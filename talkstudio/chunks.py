@@ -43,7 +43,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
     rendered = 0
     with reporter.task("chunks", sum(len(p) for p in plans)) as advance:
         for index, (scene, stage, spans) in enumerate(zip(screenplay.scenes, stages, plans)):
-            voices, phonemes = _scene_audio(timeline, index, stage)
+            phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
             base = {
                 "format": CHUNK_FORMAT, "backend": info.name, "version": generator.version(),
                 "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
@@ -55,7 +55,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                 last = span is spans[-1]
                 first = max(span.start - round(info.audio_context_s * timeline.fps), 0)
                 end = span.start + span.frame_num + round(info.audio_context_s * timeline.fps)
-                window, window_phonemes = _window(voices, phonemes, first, end, timeline)
+                window, window_phonemes = _window(timeline, index, list(stage.faces), phonemes, first, end)
                 audio_key = audio_digest(window, window_phonemes)
                 key = content_key({**base, "span": [span.start, span.frame_num, span.keep_from, span.keep_to],
                                    "audio": audio_key, "audio_start": first, "last": last,
@@ -98,31 +98,20 @@ def _stream(generator, request: ChunkRequest, span: ChunkSpan, path: Path, fps: 
     return sink
 
 
-def _window(voices: dict, phonemes: dict, first: int, end: int, timeline):
-    """The voices from scene frame `first` to `end` (zeros past the scene's end), phonemes in window time."""
+def _window(timeline, index: int, names: list[str], phonemes: dict, first: int, end: int):
+    """The on-stage voices from scene frame `first` to `end` (zeros past the scene's end), and the
+    phonemes in window time."""
     clock = FrameClock(timeline.rate, timeline.fps)
-    lo, hi = clock.sample_of(first), clock.sample_of(end)
-    window = {}
-    for name, voice in voices.items():
-        piece = np.zeros(hi - lo, np.float32)
-        available = voice[lo:hi]
-        piece[:len(available)] = available
-        window[name] = piece
+    span = timeline.scenes[index]
+    lo, hi = clock.sample_of(span.start_frame + first), clock.sample_of(span.start_frame + end)
+    # scenes are independent: nothing of the next scene leaks into this one's window
+    inside = timeline.voices(names, lo, min(hi, span.end_sample))
+    window = {name: np.pad(voice, (0, hi - lo - len(voice))) for name, voice in inside.items()}
     offset, length = first / timeline.fps, (end - first) / timeline.fps
     window_phonemes = {name: [(symbol, start - offset, stop - offset) for symbol, start, stop in found
                               if stop > offset and start < offset + length]
                        for name, found in phonemes.items()}
     return window, window_phonemes
-
-
-def _scene_audio(timeline, index: int, stage):
-    """The on-stage characters' voices (silence for those who do not speak) and phonemes."""
-    span = timeline.scenes[index]
-    spoken = timeline.scene_voices(index)
-    length = span.end_sample - span.start_sample
-    voices = {name: spoken.get(name, np.zeros(length, np.float32)) for name in stage.faces}
-    phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
-    return voices, phonemes
 
 
 def _checked(frames: np.ndarray, span: ChunkSpan, stage) -> np.ndarray:

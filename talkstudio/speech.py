@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -23,13 +25,45 @@ from talkstudio.voices import Phoneme, Speech, Word, get_engine
 SPEECH_FORMAT = 1  # bump when the stored layout changes
 
 
-@dataclass
+@dataclass(eq=False)
 class Clip:
-    """One line's audio at the timeline rate, with timings relative to the clip."""
+    """One line's audio, kept on disk (in the cache) and loaded when a block of the timeline needs it,
+    so memory does not grow with the length of the programme. Timings are relative to the clip."""
 
-    samples: np.ndarray
+    stored: Path  # .npz holding samples and their rate
+    rate: int  # the timeline rate the clip is used at
+    length: int  # samples at that rate
     words: list[Word] = field(default_factory=list)
     phonemes: list[Phoneme] = field(default_factory=list)
+
+    @property
+    def samples(self) -> np.ndarray:
+        return _clip_samples(self.stored, self.rate)
+
+    def gain_to(self, level_db: float) -> np.float32:
+        """The gain that brings the clip's voiced 20 ms blocks to an RMS of `level_db`."""
+        return _gain_to(self.stored, self.rate, level_db)
+
+
+@lru_cache(maxsize=4096)
+def _gain_to(stored: Path, rate: int, level_db: float) -> np.float32:
+    samples = _clip_samples(stored, rate)
+    block = max(int(0.02 * rate), 1)
+    usable = len(samples) // block * block
+    if not usable:
+        return np.float32(1.0)
+    rms = np.sqrt(np.mean(samples[:usable].reshape(-1, block).astype(np.float64) ** 2, axis=1))
+    voiced = rms[rms > rms.max() * 0.1]
+    level = float(np.sqrt(np.mean(voiced ** 2))) if len(voiced) else 0.0
+    return np.float32(10 ** (level_db / 20) / level if level > 1e-6 else 1.0)
+
+
+@lru_cache(maxsize=64)
+def _clip_samples(stored: Path, rate: int) -> np.ndarray:
+    speech = _load_speech(stored)
+    samples = resample(speech.samples, speech.rate, rate)
+    samples.flags.writeable = False
+    return samples
 
 
 @dataclass
@@ -77,21 +111,34 @@ def speak_all(screenplay: Screenplay, cache: Cache, rate: int, reporter: Reporte
 def _clip(line: Line, screenplay: Screenplay, cache: Cache, rate: int, stats: SpeechStats) -> Clip:
     if line.audio is not None:
         stats.recorded += 1
-        return Clip(read_audio(line.audio, rate))
-    speech = synthesize_cached(line.text, screenplay.cast[line.speaker].voice, cache, stats)
-    return Clip(resample(speech.samples, speech.rate, rate), speech.words, speech.phonemes)
+        stored = _recorded_cached(line.audio, rate, cache)
+        return Clip(stored, rate, len(_clip_samples(stored, rate)))
+    stored, speech = synthesize_cached(line.text, screenplay.cast[line.speaker].voice, cache, stats)
+    return Clip(stored, rate, len(_clip_samples(stored, rate)), speech.words, speech.phonemes)
 
 
-def synthesize_cached(text: str, voice: Voice, cache: Cache, stats: SpeechStats) -> Speech:
+def _recorded_cached(audio: Path, rate: int, cache: Cache) -> Path:
+    """A recorded line decoded once at the timeline rate, stored like speech."""
+    key = content_key({"format": SPEECH_FORMAT, "recording": file_digest(audio), "rate": rate})
+    stored = cache.lookup("recorded", key, ".npz")
+    if stored is None:
+        stored = cache.path("recorded", key, ".npz")
+        _store_speech(stored, Speech(read_audio(audio, rate), rate))
+    return stored
+
+
+def synthesize_cached(text: str, voice: Voice, cache: Cache, stats: SpeechStats) -> tuple[Path, Speech]:
+    """The stored file and the speech for a line, synthesised only when the cache lacks it."""
     key = speech_key(text, voice)
     stored = cache.lookup("speech", key, ".npz")
     if stored is not None:
         stats.cached += 1
-        return _load_speech(stored)
+        return stored, _load_speech(stored)
     speech = get_engine(voice.engine).synthesize(text, voice)
-    _store_speech(cache.path("speech", key, ".npz"), speech)
+    stored = cache.path("speech", key, ".npz")
+    _store_speech(stored, speech)
     stats.synthesized += 1
-    return speech
+    return stored, speech
 
 
 def _store_speech(path, speech: Speech) -> None:

@@ -12,6 +12,8 @@ every track, so mix == sum(tracks) still holds after normalisation.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from math import ceil
@@ -19,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from talkstudio.audio_io import write_wav
+from talkstudio.audio_io import wav_writer
 from talkstudio.cache import atomic_write
 from talkstudio.generators import SPEECH_LEVEL_DB
-from talkstudio.loudness import Loudness, normalise_curve
+from talkstudio.loudness import GainCurve, Loudness, normalise
 from talkstudio.screenplay import Screenplay
 from talkstudio.speech import Clip
+
+WRITE_BLOCK = 1 << 18  # samples per block when writing the tracks
+
 
 @dataclass
 class WordCue:
@@ -69,32 +74,64 @@ class SceneSpan:
 @dataclass
 class _Placed:
     speaker: int
-    start: int  # sample within the scene
+    start: int  # sample within the scene while laying out; on the whole timeline afterwards
     clip: Clip
+    volume: float = 1.0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.clip.length
 
 
 @dataclass
 class Timeline:
+    """The programme's audio as a layout of clips; samples are made block by block when asked for."""
+
     rate: int
     fps: float
     speakers: list[str]
-    tracks: np.ndarray  # (speakers, samples) float32
+    samples: int
     cues: list[Cue]
     scenes: list[SceneSpan]
-    loudness: Loudness
+    placed: list[_Placed]  # every clip on the whole timeline, by start
+    loudness: Loudness | None = None
+    gain: GainCurve | None = None
     warnings: list[str] = field(default_factory=list)
-    layouts: list[list[_Placed]] = field(default_factory=list, repr=False)  # per scene, clips as placed
 
-    def scene_voices(self, index: int) -> dict[str, np.ndarray]:
-        """Each speaker's voice in scene `index` for the picture: every clip brought to one speech level
-        (SPEECH_LEVEL_DB), before volume and loudness. So a picture depends only on the lines near
-        it: an edit elsewhere moves the mix's gain, not this, and loud or quiet recordings animate alike."""
-        span = self.scenes[index]
-        length = span.end_sample - span.start_sample
-        voices: dict[str, np.ndarray] = {}
-        for item in self.layouts[index]:
-            track = voices.setdefault(self.speakers[item.speaker], np.zeros(length, np.float32))
-            track[item.start:item.start + len(item.clip.samples)] += _at_speech_level(item.clip.samples, self.rate)
+    def _overlapping(self, start: int, end: int) -> list[_Placed]:
+        first = bisect_left(self._starts, start - self._longest)
+        return [p for p in self.placed[first:bisect_left(self._starts, end)] if p.end > start]
+
+    def __post_init__(self):
+        self._starts = [p.start for p in self.placed]
+        self._longest = max((p.clip.length for p in self.placed), default=0)
+
+    def raw_tracks(self, start: int, end: int) -> np.ndarray:
+        """(speakers, end - start): each speaker's clips times their volume, before normalisation."""
+        block = np.zeros((len(self.speakers), end - start), np.float32)
+        for p in self._overlapping(start, end):
+            lo, hi = max(p.start, start), min(p.end, end)
+            block[p.speaker, lo - start:hi - start] += p.clip.samples[lo - p.start:hi - p.start] * np.float32(p.volume)
+        return block
+
+    def raw_mix(self, start: int, end: int) -> np.ndarray:
+        return self.raw_tracks(start, end).sum(axis=0, dtype=np.float32)
+
+    def tracks(self, start: int, end: int) -> np.ndarray:
+        """(speakers, end - start): the normalised tracks; their sum is the mix."""
+        return (self.raw_tracks(start, end) * np.asarray(self.gain.block(start, end), np.float32)).astype(np.float32)
+
+    def voices(self, names: list[str], start: int, end: int) -> dict[str, np.ndarray]:
+        """Each named speaker's voice for the picture over [start, end) (zeros past the end), every clip at
+        one speech level (SPEECH_LEVEL_DB) and without volume or loudness: a picture depends only on
+        the lines near it, and loud or quiet recordings animate alike."""
+        voices = {name: np.zeros(end - start, np.float32) for name in names}
+        for p in self._overlapping(start, end):
+            name = self.speakers[p.speaker]
+            if name in voices:
+                lo, hi = max(p.start, start), min(p.end, end)
+                level = p.clip.gain_to(SPEECH_LEVEL_DB)
+                voices[name][lo - start:hi - start] += p.clip.samples[lo - p.start:hi - p.start] * level
         return voices
 
     def scene_phonemes(self, index: int) -> dict[str, list[tuple[str, float, float]]]:
@@ -108,12 +145,8 @@ class Timeline:
         return found
 
     @property
-    def mix(self) -> np.ndarray:
-        return self.tracks.sum(axis=0, dtype=np.float32)
-
-    @property
     def duration(self) -> float:
-        return self.tracks.shape[1] / self.rate
+        return self.samples / self.rate
 
     @property
     def frames(self) -> int:
@@ -138,20 +171,6 @@ class FrameClock:
         return ceil(Fraction(samples) * self.fps / self.rate)
 
 
-def _at_speech_level(samples: np.ndarray, rate: int) -> np.ndarray:
-    """The clip scaled so that its voiced 20 ms blocks have an RMS of SPEECH_LEVEL_DB."""
-    block = max(int(0.02 * rate), 1)
-    usable = len(samples) // block * block
-    if not usable:
-        return samples
-    rms = np.sqrt(np.mean(samples[:usable].reshape(-1, block).astype(np.float64) ** 2, axis=1))
-    voiced = rms[rms > rms.max() * 0.1]
-    level = float(np.sqrt(np.mean(voiced ** 2))) if len(voiced) else 0.0
-    if level <= 1e-6:
-        return samples
-    return (samples * np.float32(10 ** (SPEECH_LEVEL_DB / 20) / level)).astype(np.float32)
-
-
 def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -> Timeline:
     speakers = screenplay.speakers
     clock = FrameClock(rate, screenplay.fps)
@@ -168,24 +187,22 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
                                frame, frame + frames))
         frame += frames
 
-    tracks = np.zeros((len(speakers), spans[-1].end_sample), dtype=np.float32)
-    cues = []
-    for scene, span, (placed, _) in zip(screenplay.scenes, spans, laid_out):
-        for index, item in enumerate(placed):
+    placed, cues = [], []
+    for scene, span, (scene_placed, _) in zip(screenplay.scenes, spans, laid_out):
+        for index, item in enumerate(scene_placed):
             line = scene.lines[index]
             start = span.start_sample + item.start
-            volume = screenplay.cast[line.speaker].voice.volume
-            tracks[item.speaker, start:start + len(item.clip.samples)] += item.clip.samples * np.float32(volume)
+            placed.append(_Placed(item.speaker, start, item.clip, screenplay.cast[line.speaker].voice.volume))
             cues.append(_cue(scene.id, index, line, item, start, rate, clock))
+    placed.sort(key=lambda p: p.start)
 
-    curve, loudness = normalise_curve(tracks.sum(axis=0, dtype=np.float32), rate,
-                                      screenplay.audio.loudness, screenplay.audio.true_peak)
-    tracks *= np.asarray(curve, dtype=np.float32)
-    if loudness.limited_db < -12:
-        warnings.append(f"the limiter took up to {-loudness.limited_db:.1f} dB off peaks to reach "
+    timeline = Timeline(rate, screenplay.fps, speakers, spans[-1].end_sample, cues, spans, placed, warnings=warnings)
+    timeline.gain, timeline.loudness = normalise(timeline.raw_mix, timeline.samples, rate,
+                                                 screenplay.audio.loudness, screenplay.audio.true_peak)
+    if timeline.loudness.limited_db < -12:
+        warnings.append(f"the limiter took up to {-timeline.loudness.limited_db:.1f} dB off peaks to reach "
                         f"{screenplay.audio.loudness:g} LUFS; a lower audio.loudness sounds cleaner")
-    return Timeline(rate, screenplay.fps, speakers, tracks, cues, spans, loudness, warnings,
-                    [placed for placed, _ in laid_out])
+    return timeline
 
 
 def _layout_scene(scene, clips: list[Clip], screenplay: Screenplay, rate: int, warnings: list[str]):
@@ -197,22 +214,21 @@ def _layout_scene(scene, clips: list[Clip], screenplay: Screenplay, rate: int, w
     for i, (line, clip) in enumerate(zip(scene.lines, clips)):
         if line.overlap is not None:
             previous = placed[-1]
-            previous_end = previous.start + len(previous.clip.samples)
-            start = previous_end - round(line.overlap * rate)
+            start = previous.end - round(line.overlap * rate)
             if start < previous.start:
                 warnings.append(f"{line.where}: overlap {line.overlap:g} s is longer than the previous line "
-                                f"({len(previous.clip.samples) / rate:.2f} s); the line starts with it instead")
+                                f"({previous.clip.length / rate:.2f} s); the line starts with it instead")
                 start = previous.start
         else:
             pause = line.pause if line.pause is not None else (timing.lead_in if i == 0 else timing.gap)
             start = latest_end + round(pause * rate)
         placed.append(_Placed(speaker_index[line.speaker], start, clip))
-        latest_end = max(latest_end, start + len(clip.samples))
+        latest_end = max(latest_end, start + clip.length)
     return placed, latest_end + round(timing.tail * rate)
 
 
 def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, clock: FrameClock) -> Cue:
-    end = start + len(item.clip.samples)
+    end = start + item.clip.length
     offset = start / rate
 
     def frame(seconds: float) -> int:
@@ -232,14 +248,17 @@ def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, 
 
 
 def write_timeline(timeline: Timeline, screenplay: Screenplay, out_dir: Path) -> dict[str, Path]:
-    """tracks/<speaker>.wav, mix.wav and cues.json under `out_dir`."""
+    """tracks/<speaker>.wav, mix.wav and cues.json under `out_dir`, written block by block."""
     out_dir = Path(out_dir)
-    written = {}
-    for speaker, track in zip(timeline.speakers, timeline.tracks):
-        written[speaker] = out_dir / "tracks" / f"{speaker}.wav"
-        write_wav(written[speaker], track, timeline.rate)
+    written = {speaker: out_dir / "tracks" / f"{speaker}.wav" for speaker in timeline.speakers}
     written["mix"] = out_dir / "mix.wav"
-    write_wav(written["mix"], timeline.mix, timeline.rate)
+    with ExitStack() as stack:
+        writers = [stack.enter_context(wav_writer(written[name], timeline.rate, timeline.samples))
+                   for name in [*timeline.speakers, "mix"]]
+        for start in range(0, timeline.samples, WRITE_BLOCK):
+            tracks = timeline.tracks(start, min(start + WRITE_BLOCK, timeline.samples))
+            for writer, track in zip(writers, [*tracks, tracks.sum(axis=0, dtype=np.float32)]):
+                writer(track)
     written["cues"] = out_dir / "cues.json"
     with atomic_write(written["cues"], "w") as f:
         json.dump(cues_document(timeline, screenplay), f, indent=1, ensure_ascii=False)
@@ -251,7 +270,7 @@ def cues_document(timeline: Timeline, screenplay: Screenplay) -> dict:
         "title": screenplay.title,
         "sample_rate": timeline.rate,
         "fps": timeline.fps,
-        "samples": int(timeline.tracks.shape[1]),
+        "samples": timeline.samples,
         "frames": timeline.frames,
         "duration": timeline.duration,
         "speakers": [{"id": s, "name": screenplay.cast[s].name, "track": f"tracks/{s}.wav"} for s in timeline.speakers],

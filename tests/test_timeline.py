@@ -8,7 +8,7 @@ from scipy.io import wavfile
 
 from conftest import EXAMPLES, run_cli
 from talkstudio.cache import Cache
-from talkstudio.loudness import integrated_loudness, limiter_curve, normalise_curve, true_peak
+from talkstudio.loudness import integrated_loudness, limiter_curve, normalise, true_peak
 from talkstudio.progress import Reporter
 from talkstudio.render import render_audio
 from talkstudio.timeline import FrameClock
@@ -177,16 +177,34 @@ def test_limiter_curve_never_lets_a_peak_through():
     assert curve.max() <= 1.0 and np.all(np.abs(np.diff(curve)) < 0.05)
 
 
-def test_normalise_reaches_target_without_clipping():
+def _apply(curve, total, step):
+    return np.concatenate([curve.apply(s, min(s + step, total)) for s in range(0, total, step)])
+
+
+def test_normalise_reaches_target_without_clipping_and_blocks_do_not_matter():
     rate = 22050
     rng = np.random.default_rng(1)
-    noise = rng.standard_normal(rate * 5).astype(np.float32) * 0.02
+    noise = rng.standard_normal(rate * 30).astype(np.float32) * 0.02
     noise[::2000] = 0.9  # sharp clicks make the plain gain hit the ceiling
-    curve, loudness = normalise_curve(noise, rate, -16.0, -1.0)
-    out = (noise * curve).astype(np.float32)
+    curve, loudness = normalise(lambda s, e: noise[s:e], len(noise), rate, -16.0, -1.0)
+    out = _apply(curve, len(noise), 100_003)
     assert abs(integrated_loudness(out, rate) + 16.0) < 0.5
     assert 20 * np.log10(true_peak(out)) < -1.0
-    assert loudness.limited_db < 0
+    assert loudness.limited_db < 0 and loudness.integrated_lufs == pytest.approx(integrated_loudness(out, rate), abs=1e-3)
+    assert np.array_equal(out, _apply(curve, len(noise), 7_777))  # the curve is the same in any blocks
     quiet_tone = (0.01 * np.sin(np.arange(rate * 2) * 0.05)).astype(np.float32)
-    curve, loudness = normalise_curve(quiet_tone, rate, -16.0, -1.0)
-    assert np.isscalar(curve) and loudness.limited_db == 0.0
+    curve, loudness = normalise(lambda s, e: quiet_tone[s:e], len(quiet_tone), rate, -16.0, -1.0)
+    assert curve.ceiling is None and loudness.limited_db == 0.0
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.0, 47.3])
+def test_block_meter_matches_pyloudnorm(seconds):
+    import pyloudnorm
+
+    rate = 22050
+    rng = np.random.default_rng(int(seconds * 10))
+    n = int(seconds * rate)
+    envelope = np.repeat(rng.uniform(0, 0.3, n // 2205 + 1), 2205)[:n]
+    signal = (rng.standard_normal(n) * envelope).astype(np.float32)
+    expected = pyloudnorm.Meter(rate).integrated_loudness(signal.astype(np.float64))
+    assert integrated_loudness(signal, rate) == pytest.approx(expected, abs=1e-9)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -133,13 +134,64 @@ def _models_or_none() -> _Models | None:
 
 
 FACES_VERSION = "mediapipe-0.10.21-1"
+INSIGHTFACE_MODEL = "buffalo_l"
+
+
+class InsightFace:
+    """InsightFace's detector (SCRFD + 5 keypoints) from a local model root, as AnyTalker binds faces.
+
+    The models are downloaded by users (non-commercial licence): ROOT/models/buffalo_l/det_10g.onnx.
+    """
+
+    def __init__(self, root: Path, det_thresh: float = 0.5):
+        self.root, self.det_thresh = Path(root), det_thresh
+        folder = self.root / "models" / INSIGHTFACE_MODEL
+        if not list(folder.glob("det_*.onnx")):
+            raise InputError(Problem(
+                f"no InsightFace detector in {folder} (expected det_10g.onnx of the {INSIGHTFACE_MODEL} pack)",
+                hint=f"download {INSIGHTFACE_MODEL}.zip from the InsightFace model zoo and unpack it into {folder}, "
+                     "or remove video.faces.insightface_root to use the bundled mediapipe detector"))
+        try:
+            from insightface.app import FaceAnalysis
+        except ImportError:
+            raise InputError(Problem("video.faces.insightface_root is set but insightface is not installed",
+                                     hint="pip install 'talkstudio[insightface]'")) from None
+        self._app = FaceAnalysis(name=INSIGHTFACE_MODEL, root=str(self.root), allowed_modules=["detection"],
+                                 providers=["CPUExecutionProvider"])
+        self._app.prepare(ctx_id=-1, det_thresh=det_thresh, det_size=(640, 640))
+
+    @property
+    def identity(self) -> dict:
+        from talkstudio.cache import file_digest
+
+        return {"insightface": file_digest(self.root / "models" / INSIGHTFACE_MODEL), "det_thresh": self.det_thresh}
+
+    def detect(self, image: np.ndarray) -> list[FaceGeometry]:
+        faces = []
+        for found in self._app.get(np.ascontiguousarray(image[..., ::-1])):
+            x0, y0, x1, y1 = map(float, found.bbox)
+            # keypoints: left eye, right eye, nose, left and right mouth corners
+            eye_a, eye_b, nose, mouth_a, mouth_b = (tuple(map(float, p)) for p in found.kps)
+            base = from_box((x0, y0, x1 - x0, y1 - y0), source="insightface")
+            mouth = ((mouth_a[0] + mouth_b[0]) / 2, (mouth_a[1] + mouth_b[1]) / 2)
+            width = float(np.hypot(mouth_a[0] - mouth_b[0], mouth_a[1] - mouth_b[1]))
+            faces.append(FaceGeometry(base.box, tuple(sorted((eye_a, eye_b))), base.eye_size, mouth, width,
+                                      base.lip_height, base.chin, nose, "insightface"))
+        return sorted(faces, key=lambda f: f.centre[0])
 
 
 class FaceCache:
-    """Face geometry stored by image content, so a re-render never runs the detector again."""
+    """Finds faces (mediapipe, or InsightFace when configured) and remembers them by image content,
+    so a re-render never runs a detector again."""
 
-    def __init__(self, cache=None):
+    def __init__(self, cache=None, insightface: InsightFace | None = None):
         self.cache = cache
+        self.insightface = insightface
+
+    def detect(self, image: np.ndarray) -> list[FaceGeometry]:
+        task = self.insightface.identity if self.insightface else {"detect": DETECTION_THRESHOLD}
+        finder = self.insightface.detect if self.insightface else detect_faces
+        return self.get(image, task, lambda: finder(image))
 
     def get(self, image: np.ndarray, task: dict, compute) -> list[FaceGeometry]:
         if self.cache is None:
@@ -167,10 +219,8 @@ def _tuples(d: dict) -> dict:
     return {k: fix(v) for k, v in d.items()}
 
 
-def detect_faces(image: np.ndarray, faces_cache: FaceCache | None = None) -> list[FaceGeometry]:
-    """Every face in an RGB uint8 image, left to right."""
-    if faces_cache is not None:
-        return faces_cache.get(image, {"detect": DETECTION_THRESHOLD}, lambda: detect_faces(image))
+def detect_faces(image: np.ndarray) -> list[FaceGeometry]:
+    """Every face in an RGB uint8 image, left to right (mediapipe)."""
     models = _models_or_none()
     if models is None:
         raise InputError(Problem("finding faces needs mediapipe 0.10.21, which is not installed (Python 3.13+ "

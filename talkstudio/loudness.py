@@ -144,17 +144,7 @@ def _attack_release(rate: int) -> tuple[int, int]:
     return attack, release + (release - attack) % 2  # so that the filter's origin places the window exactly
 
 
-PEAK_GROUP = 4  # true peaks are kept as the maximum of each group of samples: 4x less memory, never lower
-
-
-def grouped_true_peaks(source: Source, total: int) -> np.ndarray:
-    """The maximum true peak of each PEAK_GROUP samples of the whole source, in one pass."""
-    groups = []
-    for start in range(0, total, BLOCK):
-        peaks = sample_true_peaks(source, total, start, min(start + BLOCK, total))
-        padded = np.pad(peaks, (0, -len(peaks) % PEAK_GROUP))
-        groups.append(padded.reshape(-1, PEAK_GROUP).max(axis=1))
-    return np.concatenate(groups) if groups else np.zeros(0, np.float32)
+PEAK_GROUP = 16  # true peaks are kept as the maximum of each group of samples: less memory, never lower
 
 
 @dataclass
@@ -187,8 +177,7 @@ class GainCurve:
 def normalise(source: Source, total: int, rate: int, target_lufs: float, ceiling_dbtp: float
               ) -> tuple[GainCurve, Loudness]:
     """The gain curve that brings the mix to `target_lufs` with its true peak under `ceiling_dbtp`."""
-    measured = measure(source, total, rate)
-    peaks = grouped_true_peaks(source, total)
+    measured, peaks = _measure_and_peaks(source, total, rate)
     peak = float(peaks.max()) if len(peaks) else 0.0
     if measured is None:
         gain = min(1.0, 10 ** (ceiling_dbtp / 20) / peak) if peak else 1.0
@@ -197,20 +186,16 @@ def normalise(source: Source, total: int, rate: int, target_lufs: float, ceiling
         return GainCurve(source, total, rate, gain), loudness
     ceiling = 10 ** ((ceiling_dbtp - SAFETY_DB) / 20)
     gain_db = target_lufs - measured
-    curve = GainCurve(source, total, rate, 10 ** (gain_db / 20))
     for _ in range(ROUNDS):
         if peak * 10 ** (gain_db / 20) <= ceiling:
-            curve = GainCurve(source, total, rate, 10 ** (gain_db / 20))
+            curve, reached = GainCurve(source, total, rate, 10 ** (gain_db / 20)), measured + gain_db
             break
         curve = GainCurve(source, total, rate, 10 ** (gain_db / 20), ceiling, peaks)
         reached = measure(curve.apply, total, rate)
         if reached is None or abs(reached - target_lufs) < 0.05:
             break
         gain_db += target_lufs - reached
-    reached = measure(curve.apply, total, rate)
-    result_peaks = grouped_true_peaks(curve.apply, total)
-    result_peak = float(result_peaks.max()) if len(result_peaks) else 0.0
-    deepest = _deepest_reduction(curve) if curve.ceiling is not None else 1.0
+    result_peak, deepest = _result_peak_and_reduction(curve)
     return curve, Loudness(
         target_lufs, ceiling_dbtp, round(float(gain_db), 3), round(float(20 * np.log10(deepest)), 3),
         round(reached, 3) if reached is not None else None,
@@ -218,7 +203,30 @@ def normalise(source: Source, total: int, rate: int, target_lufs: float, ceiling
     )
 
 
-def _deepest_reduction(curve: GainCurve) -> float:
-    """The smallest gain the limiter applies, relative to the static gain."""
-    blocks = range(0, curve.total, BLOCK)
-    return min(float(np.min(curve.block(s, min(s + BLOCK, curve.total)))) for s in blocks) / curve.gain
+def _measure_and_peaks(source: Source, total: int, rate: int) -> tuple[float | None, np.ndarray]:
+    """Integrated loudness and grouped true peaks of the source, in one pass."""
+    meter = LoudnessMeter(rate, total)
+    groups = []
+    for start in range(0, total, BLOCK):
+        end = min(start + BLOCK, total)
+        meter.feed(source(start, end))
+        peaks = sample_true_peaks(source, total, start, end)
+        groups.append(np.pad(peaks, (0, -len(peaks) % PEAK_GROUP)).reshape(-1, PEAK_GROUP).max(axis=1))
+    return meter.result(), (np.concatenate(groups) if groups else np.zeros(0, np.float32))
+
+
+def _result_peak_and_reduction(curve: GainCurve) -> tuple[float, float]:
+    """True peak of the normalised mix, and the deepest limiter reduction, in one pass."""
+    from scipy.signal import resample_poly
+
+    peak, deepest = 0.0, 1.0
+    for start in range(0, curve.total, BLOCK):
+        end = min(start + BLOCK, curve.total)
+        lo, hi = max(start - RESAMPLE_PAD, 0), min(end + RESAMPLE_PAD, curve.total)
+        gain = np.asarray(curve.block(lo, hi), np.float64)
+        y = curve.source(lo, hi) * gain
+        up = np.abs(resample_poly(y, OVERSAMPLING, 1))[(start - lo) * OVERSAMPLING:(end - lo) * OVERSAMPLING]
+        peak = max(peak, float(up.max(initial=0.0)), float(np.abs(y[start - lo:end - lo]).max(initial=0.0)))
+        if gain.ndim:
+            deepest = min(deepest, float(gain[start - lo:end - lo].min()) / curve.gain)
+    return peak, deepest

@@ -89,11 +89,18 @@ class Voice(_Model):
     volume: float = Field(1.0, ge=0.0, le=4.0, strict=True, description="gain in the mix, 1.0 = as spoken")
 
 
+class FaceSettings(_Model):
+    insightface_root: Path | None = Field(None, description="InsightFace model root (ROOT/models/buffalo_l); "
+                                                            "default: the bundled mediapipe detector")
+    det_thresh: float = Field(0.5, ge=0.05, le=0.99, strict=True, description="InsightFace detection threshold")
+
+
 class Video(_Model):
     size: Size = (832, 480)
     fps: float | None = Field(None, gt=0, le=120, strict=True, description="frame rate; default: the backend's own")
     backend: str = Field(DEFAULT_GENERATOR, description="generator: " + ", ".join(GENERATORS))
     seed: int = Field(0, ge=0, le=2**31 - 1, strict=True, description="seed for everything random in the picture")
+    faces: FaceSettings = Field(default_factory=FaceSettings, description="how faces are found in images")
 
 
 class AudioSettings(_Model):
@@ -394,6 +401,9 @@ class _Checker:
         if s.video.backend not in GENERATORS:
             self.fail(("video", "backend"), f"unknown backend '{s.video.backend}'",
                       _suggest(s.video.backend, list(GENERATORS), "backends"))
+        if s.video.faces.insightface_root is not None:
+            s.video.faces.insightface_root = self._file(("video", "faces", "insightface_root"),
+                                                        s.video.faces.insightface_root, "model", folder_ok=True)
         self._check_cast()
         self._check_scenes()
         if self.problems:

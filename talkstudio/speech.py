@@ -58,7 +58,7 @@ def _gain_to(stored: Path, rate: int, level_db: float) -> np.float32:
     return np.float32(10 ** (level_db / 20) / level if level > 1e-6 else 1.0)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # a block of the timeline touches a few clips; more would only hold memory
 def _clip_samples(stored: Path, rate: int) -> np.ndarray:
     speech = _load_speech(stored)
     samples = resample(speech.samples, speech.rate, rate)

@@ -17,7 +17,7 @@ import numpy as np
 
 from talkstudio.cache import content_key, file_digest
 from talkstudio.errors import InputError, Problem
-from talkstudio.faces import FaceCache, FaceGeometry, detect_faces, face_in_box
+from talkstudio.faces import FaceCache, FaceGeometry, InsightFace, face_in_box
 from talkstudio.screenplay import COLOUR_PATTERN, Scene, Screenplay
 
 DEFAULT_BACKGROUND = "#1e2230"
@@ -46,7 +46,7 @@ def build_stage(screenplay: Screenplay, scene: Scene, cache=None) -> Stage:
     """The scene's picture and faces; with a cache, faces found once are never searched for again."""
     size = screenplay.video.size
     characters = on_stage(scene)
-    faces_cache = FaceCache(cache)
+    faces_cache = FaceCache(cache, _insightface(screenplay))
     if scene.stage is not None:
         image, faces = _given_stage(screenplay, scene, characters, size, faces_cache)
     else:
@@ -87,6 +87,23 @@ def cover(image: np.ndarray, width: int, height: int, focus: tuple[float, float]
     return scaled[y0:y0 + height, x0:x0 + width].copy(), (scale, -x0, -y0)
 
 
+_insightface_detectors: dict = {}
+
+
+def _insightface(screenplay: Screenplay) -> InsightFace | None:
+    """The InsightFace detector when the screenplay (or TALKSTUDIO_INSIGHTFACE_ROOT) names a model root."""
+    import os
+
+    settings = screenplay.video.faces
+    root = settings.insightface_root or os.environ.get("TALKSTUDIO_INSIGHTFACE_ROOT")
+    if not root:
+        return None
+    key = (str(root), settings.det_thresh)
+    if key not in _insightface_detectors:
+        _insightface_detectors[key] = InsightFace(Path(root), settings.det_thresh)
+    return _insightface_detectors[key]
+
+
 def _given_stage(screenplay: Screenplay, scene: Scene, characters: list[str], size, faces_cache: FaceCache):
     width, height = size
     original = load_image(scene.stage)
@@ -97,7 +114,7 @@ def _given_stage(screenplay: Screenplay, scene: Scene, characters: list[str], si
         faces[name] = face_in_box(image, (x * scale + dx, y * scale + dy, w * scale, h * scale),
                                   faces_cache=faces_cache)
     unplaced = [c for c in characters if c not in faces]
-    found = [f for f in detect_faces(image, faces_cache) if not any(_overlaps(f, g) for g in faces.values())]
+    found = [f for f in faces_cache.detect(image) if not any(_overlaps(f, g) for g in faces.values())]
     if len(found) < len(unplaced):
         raise InputError(Problem(
             f"scene '{scene.id}': found {len(found)} face(s) in the stage image {scene.stage.name} "
@@ -165,7 +182,7 @@ def _portrait(screenplay: Screenplay, name: str, faces_cache: FaceCache) -> tupl
     image = _load_cached(character.image, file_digest(character.image))
     if character.face is not None:
         return image, face_in_box(image, character.face, faces_cache=faces_cache)
-    faces = detect_faces(image, faces_cache)
+    faces = faces_cache.detect(image)
     if not faces:
         raise InputError(Problem(
             f"no face found in {name}'s image {character.image.name}", file=screenplay.file,

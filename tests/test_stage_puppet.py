@@ -120,3 +120,19 @@ def test_puppet_chunks_join_without_a_seam(write_script):
     whole = puppet.generate(_request(stage, voices, frames=50))
     second = puppet.generate(_request(stage, voices, start=25, frames=25))
     assert np.array_equal(whole[25:], second)
+
+
+def test_insightface_root_without_models_is_a_clear_error(write_script, tmp_path):
+    (tmp_path / "face-models").mkdir()
+    screenplay = _script(write_script, {"ada": "{}"}, "")
+    screenplay.video.faces.insightface_root = tmp_path / "face-models"
+    with pytest.raises(InputError) as caught:
+        build_stage(screenplay, screenplay.scenes[0])
+    message = str(caught.value)
+    assert "no InsightFace detector" in message and "buffalo_l" in message and "mediapipe" in message
+
+
+def test_insightface_root_must_exist(write_script):
+    path = write_script("video: {faces: {insightface_root: nowhere}}\ncast:\n  ana: {}\nscenes:\n  - lines: [{ana: Hi}]\n")
+    with pytest.raises(InputError, match="does not exist"):
+        load_screenplay(path)

@@ -11,7 +11,9 @@ a box given by hand, so a drawn character with a hand-placed box still works.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,19 +103,34 @@ def from_box(box: tuple[float, float, float, float], source: str = "box") -> Fac
     )
 
 
+@contextmanager
+def quiet_native_logs():
+    """Silence what mediapipe's C++ side prints straight to the process's stderr (TFLite and absl
+    start-up chatter that no setting turns off); Python errors still arrive as exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class _Models:
     """mediapipe's detector and mesh, loaded once per process (they are not thread-safe)."""
 
     def __init__(self):
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import mediapipe as mp
+        with quiet_native_logs():
+            import mediapipe as mp
 
-        self.lock = threading.Lock()
-        self.detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
-                                                                  min_detection_confidence=DETECTION_THRESHOLD)
-        self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                                    min_detection_confidence=0.3)
+            self.lock = threading.Lock()
+            self.detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                      min_detection_confidence=DETECTION_THRESHOLD)
+            self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                        refine_landmarks=True, min_detection_confidence=0.3)
 
 
 _models: _Models | None = None
@@ -227,7 +244,7 @@ def detect_faces(image: np.ndarray) -> list[FaceGeometry]:
                                  "has no build of it)",
                                  hint="give every face box by hand (cast: face: / scene: faces:) or use Python 3.12"))
     height, width = image.shape[:2]
-    with models.lock:
+    with models.lock, quiet_native_logs():
         result = models.detector.process(np.ascontiguousarray(image))
     faces = []
     for detection in result.detections or []:
@@ -251,7 +268,7 @@ def face_in_box(image: np.ndarray, box, detection=None, faces_cache: FaceCache |
     x1, y1 = int(min(x + w + margin, width)), int(min(y + h + margin, height))
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
     if crop.size:
-        with models.lock:
+        with models.lock, quiet_native_logs():
             mesh = models.mesh.process(crop)
         if mesh.multi_face_landmarks:
             points = np.array([(p.x * (x1 - x0) + x0, p.y * (y1 - y0) + y0)

@@ -35,7 +35,7 @@ UPPER_LIP_LIFT = 0.15  # of the jaw drop
 # eyes
 BLINK_MEAN_S, BLINK_MIN_S = 3.6, 0.8
 BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S = 0.06, 0.05, 0.11
-# head and body, in face widths
+# head motion, in face widths
 SWAY = 0.012
 SPEAKING_BOB = 0.018
 NOD_DEPTH, NOD_S = 0.035, 0.6
@@ -238,9 +238,7 @@ class _Rig:
     grid_x: np.ndarray  # identity map of the patch, in patch pixels
     grid_y: np.ndarray
     head: np.ndarray  # weight of head motion per patch pixel
-    body: np.ndarray  # weight of breathing
-    jaw: np.ndarray  # weight of the jaw drop
-    lip: np.ndarray  # weight of the upper lip's lift
+    mouth: np.ndarray  # downward shift per pixel of jaw drop: the jaw and chin, and the upper lip's lift
     spread: np.ndarray  # weight of mouth widening / narrowing (times x distance from the mouth)
     lid_colours: tuple[tuple[int, int, int], tuple[int, int, int]]
     interior: tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]  # cavity, teeth, tongue
@@ -251,13 +249,13 @@ class _Rig:
         fw = self.face.box[2]
         drop = pose.jaw * MAX_JAW_DROP * self.face.mouth_width
         hx, hy = pose.head[0] * fw, pose.head[1] * fw
-        breath = pose.breath * fw
+        hy += pose.breath * fw  # the head rides on the breath
         map_x = cv2.scaleAdd(self.head, -hx, self.grid_x)
-        map_x = cv2.scaleAdd(self.spread, -(pose.width - 1.0), map_x)
+        if abs(pose.width - 1.0) > 1e-3:
+            map_x = cv2.scaleAdd(self.spread, -(pose.width - 1.0), map_x)
         map_y = cv2.scaleAdd(self.head, -hy, self.grid_y)
-        map_y = cv2.scaleAdd(self.body, -breath, map_y)
-        map_y = cv2.scaleAdd(self.jaw, -drop, map_y)
-        map_y = cv2.scaleAdd(self.lip, UPPER_LIP_LIFT * drop, map_y)
+        if drop > 0.05:
+            map_y = cv2.scaleAdd(self.mouth, -drop, map_y)
         x0, y0, x1, y1 = self.patch
         source = np.ascontiguousarray(frame[y0:y1, x0:x1])
         frame[y0:y1, x0:x1] = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -327,7 +325,7 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray) -> _Rig:
     height, width = stage.shape[:2]
     x, y, w, h = face.box
     x0, x1 = int(max(x - 0.35 * w, 0)), int(min(x + 1.35 * w, width))
-    y0, y1 = int(max(y - 0.4 * h, 0)), int(min(y + 1.55 * h, height))
+    y0, y1 = int(max(y - 0.4 * h, 0)), int(min(face.chin[1] + 0.55 * h, height))
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     mx, my = face.mouth
     mw = face.mouth_width
@@ -337,12 +335,10 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray) -> _Rig:
         t = np.clip((v - edge0) / (edge1 - edge0), 0, 1)
         return t * t * (3 - 2 * t)
 
-    # head: everything around the face, fading out towards the patch edge
+    # head: everything around the face, fading out before the patch edge
     head = (1 - smoothstep(0.55, 1.0, np.hypot((gx - cx) / (0.95 * w), (gy - cy) / (1.05 * h))))
-    # body: below the chin, fading towards the patch edge
+    head *= 1 - smoothstep(y1 - 0.15 * h, y1, gy)
     chin_y = face.chin[1]
-    body = smoothstep(chin_y, chin_y + 0.3 * h, gy) * (1 - smoothstep(0.7, 1.0, np.abs(gx - cx) / (0.95 * w)))
-    body *= 1 - smoothstep(y1 - 0.15 * h, y1, gy)
     # jaw: the lower lip and chin move down together; the neck below stretches. The lips part
     # sharply at the lip line, while away from the mouth the cheeks stretch over a taller band.
     lip_gap = 0.12 * face.lip_height + 0.5
@@ -357,8 +353,9 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray) -> _Rig:
     spread = (gx - mx) * np.exp(-(((gx - mx) / (0.8 * mw)) ** 2 + ((gy - my) / (0.6 * mw)) ** 2))
     lid_colours = tuple(_lid_colour(stage, face, eye) for eye in face.eyes)
     skin = _sample(stage, (face.nose[0], (face.nose[1] + my) / 2), 0.08 * w)
-    return _Rig(name, face, (x0, y0, x1, y1), gx - x0, gy - y0, head.astype(np.float32), body.astype(np.float32),
-                jaw.astype(np.float32), lip.astype(np.float32), spread.astype(np.float32), lid_colours,
+    mouth = jaw - UPPER_LIP_LIFT * lip
+    return _Rig(name, face, (x0, y0, x1, y1), gx - x0, gy - y0, head.astype(np.float32),
+                mouth.astype(np.float32), spread.astype(np.float32), lid_colours,
                 ((52, 18, 24), (236, 232, 222), tuple(int(c) for c in (np.array(skin) * [0.85, 0.45, 0.45] + [60, 10, 10]).clip(0, 255))))
 
 

@@ -21,7 +21,7 @@ from talkstudio.cache import Cache, atomic_write, content_key
 from talkstudio.generators import ChunkRequest, Generator, audio_digest
 from talkstudio.plan import ChunkSpan, plan_scene
 from talkstudio.progress import Reporter
-from talkstudio.stitch import stitch
+from talkstudio.stitch import colour_match, stitch
 from talkstudio.timeline import FrameClock
 
 CHUNK_FORMAT = 1
@@ -72,6 +72,8 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                         tail = None
                     else:
                         frames = _checked(generator.generate(request), span, stage)
+                        if screenplay.video.colour_match:
+                            frames = colour_match(frames, stage.image)
                         tail = frames[span.frame_num - info.motion_frames:] if info.chained else None
                         if tail is not None:
                             _save_array(tail_path, tail)

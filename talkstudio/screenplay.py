@@ -101,6 +101,8 @@ class Video(_Model):
     backend: str = Field(DEFAULT_GENERATOR, description="generator: " + ", ".join(GENERATORS))
     seed: int = Field(0, ge=0, le=2**31 - 1, strict=True, description="seed for everything random in the picture")
     faces: FaceSettings = Field(default_factory=FaceSettings, description="how faces are found in images")
+    colour_match: bool = Field(False, strict=True, description="pull each chunk's colours to the stage image "
+                                                               "(against drift in long generated videos)")
 
 
 class AudioSettings(_Model):

@@ -81,3 +81,13 @@ def test_resume_after_losing_a_middle_chunk_redoes_it_and_what_follows(scene, tm
     again, rendered = render_chunks(screenplay, timeline, stages, Counter("drop"), cache, Reporter(quiet=True))
     assert rendered == 1  # later chunks keep their keys: their inputs (the carried tail) are unchanged
     assert [p.read_bytes() for p in again] == before
+
+
+def test_colour_match_applies_to_whole_chunk_backends(scene, tmp_path):
+    screenplay, timeline, stages = scene
+    screenplay.video.colour_match = True
+    stages[0].image[:] = 200  # the stage is bright; the counter draws darker frames
+    partials, _ = render_chunks(screenplay, timeline, stages, Counter("drop"), Cache(tmp_path / "c"),
+                                Reporter(quiet=True))
+    values = _video_values(partials[:1])
+    assert abs(np.mean(values) - 200) < 3

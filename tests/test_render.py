@@ -212,3 +212,36 @@ def test_an_edit_rerenders_only_the_chunks_near_it(write_script, tmp_path):
     redone = second.chunks - second.chunks_cached
     # the last line spans two chunks, and the 2 s of audio context reaches one more
     assert 1 <= redone <= 3 and redone < second.chunks / 2, f"{redone} of {second.chunks} chunks re-rendered"
+
+
+def test_lip_sync_on_a_photograph_with_two_people(write_script, tmp_path):
+    """A real photograph (public domain) twice, mirrored: two people on one stage image."""
+    from PIL import Image
+    from scipy.io import wavfile
+
+    photo = np.asarray(Image.open(ROOT / "casts" / "astronaut.png").convert("RGB"))
+    Image.fromarray(np.concatenate([photo, photo[:, ::-1]], axis=1)).save(tmp_path / "duet.png")
+    script = write_script(
+        "video: {size: 832x480}\ncast:\n  left: {voice: ava}\n  right: {voice: eve}\nscenes:\n"
+        "  - id: duet\n    stage: duet.png\n    cast: [left, right]\n    lines:\n"
+        "      - left: We trained for this for years, every single day.\n"
+        "      - right: And now it is finally happening, right in front of us.\n"
+        "      - left: Ready when you are.\n")
+    result = render_video(script, tmp_path / "duet.mp4", Cache(tmp_path / "cache"), Reporter(quiet=True))
+    work = result.work_dir
+    faces = json.loads((work / "stages.json").read_text())["duet"]
+    assert faces["left"]["box"][0] < faces["right"]["box"][0] and faces["left"]["source"] == "mesh"
+    cues = result.audio.cues
+    openings = _mouth_openings(result.target, (832, 480), faces)
+    frames = len(next(iter(openings.values()))) * 2
+    energy = {}
+    for speaker in faces:
+        rate, track = wavfile.read(work / "tracks" / f"{speaker}.wav")
+        energy[speaker] = _speech_energy(track, rate, cues["fps"], frames)
+    for speaker, opening in openings.items():
+        n = min(len(opening), len(energy[speaker]))
+        valid = ~np.isnan(opening[:n])
+        assert valid.mean() > 0.9
+        own = np.corrcoef(opening[:n][valid], energy[speaker][:n][valid])[0, 1]
+        other = [np.corrcoef(opening[:n][valid], energy[o][:n][valid])[0, 1] for o in energy if o != speaker][0]
+        assert own > 0.45 and own > other + 0.3, (speaker, own, other)

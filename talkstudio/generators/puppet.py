@@ -265,44 +265,68 @@ class _Rig:
             self._eyelids(frame, pose.blink, hx, hy)
 
     def _mouth_interior(self, frame, drop, pose, hx, hy) -> None:
+        """The opening between the lips: a dark cavity, the upper teeth and the tongue, with soft edges."""
         import cv2
 
         f = self.face
         mx, my = f.mouth[0] + hx, f.mouth[1] + hy
         top = my - UPPER_LIP_LIFT * drop
-        half_w = 0.5 * f.mouth_width * pose.width * 0.78
-        half_h = (drop + UPPER_LIP_LIFT * drop) / 2
-        centre = (int(round(mx * 4)), int(round((top + half_h) * 4)))
-        axes = (max(int(round(half_w * 4)), 4), max(int(round(half_h * 4)), 2))
+        half_w = 0.5 * f.mouth_width * pose.width * 0.72
+        half_h = (1 + UPPER_LIP_LIFT) * drop / 2
+        x0, y0 = int(mx - half_w) - 3, int(top) - 3
+        x1, y1 = int(mx + half_w) + 4, int(top + 2 * half_h) + 4
+        region = frame[max(y0, 0):y1, max(x0, 0):x1]
+        if region.size == 0:
+            return
+        ox, oy = max(x0, 0), max(y0, 0)
+
+        def shape(cy, ax, ay, start, end):
+            mask = np.zeros(region.shape[:2], np.uint8)
+            cv2.ellipse(mask, (int(round((mx - ox) * 4)), int(round((cy - oy) * 4))),
+                        (max(int(round(ax * 4)), 1), max(int(round(ay * 4)), 1)), 0, start, end, 255, -1,
+                        cv2.LINE_AA, shift=2)
+            return mask
+
+        cavity_mask = shape(top + half_h, half_w, half_h, 0, 360)
         cavity, teeth, tongue = self.interior
-        cv2.ellipse(frame, centre, axes, 0, 0, 360, cavity, -1, cv2.LINE_AA, shift=2)
-        # upper teeth, then the tongue, clipped to the opening by drawing inside its ellipse
+        layers = [(cavity_mask, cavity)]
         if half_h > 2:
-            teeth_h = min(0.32 * half_h * 2, 0.12 * f.mouth_width)
-            cv2.ellipse(frame, (centre[0], int(round((top + teeth_h * 0.2) * 4))),
-                        (int(axes[0] * 0.8), int(round(teeth_h * 4))), 0, 0, 180, teeth, -1, cv2.LINE_AA, shift=2)
-            cv2.ellipse(frame, (centre[0], int(round((top + 2 * half_h) * 4))),
-                        (int(axes[0] * 0.6), int(axes[1] * 0.55)), 0, 180, 360, tongue, -1, cv2.LINE_AA, shift=2)
+            teeth_h = min(0.6 * half_h, 0.1 * f.mouth_width)
+            layers.append((np.minimum(shape(top, half_w * 0.8, teeth_h, 0, 180), cavity_mask), teeth))
+            layers.append((np.minimum(shape(top + 2 * half_h, half_w * 0.6, half_h * 0.5, 180, 360), cavity_mask),
+                           tongue))
+        _blend(region, layers)
 
     def _eyelids(self, frame, closed, hx, hy) -> None:
-
+        """Lids of the skin's colour coming down over the eyes, with a soft lash line at their edge."""
         ew, eh = self.face.eye_size
         for (ex, ey), lid in zip(self.face.eyes, self.lid_colours):
             cx, cy = ex + hx, ey + hy
             rx, ry = 0.62 * ew, 0.85 * eh + 1
-            x0, x1 = int(cx - rx - 2), int(cx + rx + 3)
-            y0, y1 = int(cy - ry - 2), int(cy + ry + 3)
-            region = frame[y0:y1, x0:x1]
+            x0, y0 = max(int(cx - rx - 3), 0), max(int(cy - ry - 3), 0)
+            region = frame[y0:int(cy + ry + 4), x0:int(cx + rx + 4)]
             if region.size == 0:
                 continue
-            yy, xx = np.mgrid[y0:y1, x0:x1]
-            inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+            yy, xx = np.mgrid[y0:y0 + region.shape[0], x0:x0 + region.shape[1]].astype(np.float32)
+            inside = np.clip(1.5 * (1 - np.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)) * rx, 0, 1)
             lid_edge = cy - ry + 2 * ry * closed
-            cover = inside & (yy <= lid_edge)
-            region[cover] = lid
+            cover = inside * np.clip(lid_edge - yy + 0.5, 0, 1)
+            layers = [((cover * 255).astype(np.uint8), lid)]
             if closed > 0.3:
-                edge = inside & (np.abs(yy - lid_edge) < max(1.0, 0.12 * eh))
-                region[edge] = (np.array(lid) * 0.45).astype(np.uint8)
+                lash = inside * np.clip(1 - np.abs(yy - lid_edge) / max(1.0, 0.1 * eh), 0, 1) * 0.6
+                layers.append(((lash * 255).astype(np.uint8), tuple(int(c * 0.45) for c in lid)))
+            _blend(region, layers)
+
+
+def _blend(region: np.ndarray, layers: list[tuple[np.ndarray, tuple[int, int, int]]]) -> None:
+    """Paint colours into `region` in order, each through its 0-255 mask (softened by a slight blur)."""
+    import cv2
+
+    out = region.astype(np.float32)
+    for mask, colour in layers:
+        alpha = cv2.GaussianBlur(mask, (3, 3), 0.7).astype(np.float32)[..., None] / 255
+        out = out * (1 - alpha) + np.array(colour, np.float32) * alpha
+    region[:] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 _rigs: dict[tuple[str, str], _Rig] = {}
@@ -356,7 +380,7 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray) -> _Rig:
     mouth = jaw - UPPER_LIP_LIFT * lip
     return _Rig(name, face, (x0, y0, x1, y1), gx - x0, gy - y0, head.astype(np.float32),
                 mouth.astype(np.float32), spread.astype(np.float32), lid_colours,
-                ((52, 18, 24), (236, 232, 222), tuple(int(c) for c in (np.array(skin) * [0.85, 0.45, 0.45] + [60, 10, 10]).clip(0, 255))))
+                ((40, 16, 20), (214, 208, 196), tuple(int(c) for c in (np.array(skin) * [0.85, 0.45, 0.45] + [60, 10, 10]).clip(0, 255))))
 
 
 def _sample(image, point, radius) -> tuple[int, int, int]:
@@ -367,7 +391,13 @@ def _sample(image, point, radius) -> tuple[int, int, int]:
 
 
 def _lid_colour(stage, face: FaceGeometry, eye) -> tuple[int, int, int]:
-    """Skin from the cheek just below the eye (above it there are brows and hair), a shade darker."""
+    """The upper lid's skin: the brighter pixels of a strip just above the eye (brows and lashes are darker)."""
     ew, eh = face.eye_size
-    skin = np.array(_sample(stage, (eye[0], eye[1] + 1.4 * eh + 2), 0.12 * ew))
-    return tuple(int(c) for c in skin * 0.9)
+    x0, x1 = int(eye[0] - 0.4 * ew), int(eye[0] + 0.4 * ew) + 1
+    y0, y1 = int(eye[1] - 1.6 * eh), int(eye[1] - 0.6 * eh) + 1
+    strip = stage[max(y0, 0):max(y1, 1), max(x0, 0):max(x1, 1)].reshape(-1, 3).astype(np.float32)
+    if not len(strip):
+        return _sample(stage, (eye[0], eye[1] + 1.4 * eh), 0.12 * ew)
+    luminance = strip @ np.array([0.299, 0.587, 0.114], np.float32)
+    skin = strip[luminance >= np.percentile(luminance, 60)]
+    return tuple(int(c) for c in np.median(skin, axis=0) * 0.95)

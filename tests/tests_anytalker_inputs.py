@@ -1,0 +1,38 @@
+"""A tiny AnyTalker configuration and inputs, shared by the parity test and the script that made its
+fixture by running the original implementation (HKUST-C4G/AnyTalker@e5490b6) on the same weights."""
+
+import torch
+
+CONFIG = {"dim": 48, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "text_dim": 16, "text_len": 8, "freq_dim": 32}
+
+
+def seeded_model(**overrides):
+    from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer
+
+    torch.manual_seed(0)
+    model = AnyTalkerTransformer(AnyTalkerConfig(**{**CONFIG, **overrides})).eval()
+    with torch.no_grad():  # random weights everywhere (zero-initialised ones too), so every path carries signal
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.05)
+    return model
+
+
+def inputs():
+    generator = torch.Generator().manual_seed(1)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    latent_frames, height, width = 2, 4, 4
+    video_frames = (latent_frames - 1) * 4 + 1
+    x = randn(1, 36, latent_frames, height, width)
+    t = torch.tensor([500.0])
+    text = randn(1, 5, CONFIG["text_dim"])
+    clip = randn(1, 257, 1280)
+    audios = [randn(1, video_frames, 5, 12, 768) for _ in range(2)]
+    faces = [randn(1, 257, 1280) for _ in range(2)]
+    tokens = latent_frames * (height // 2) * (width // 2)
+    masks = [torch.zeros(1, tokens), torch.zeros(1, tokens)]
+    masks[0][0, ::2] = 1.0  # identity 0 on even patches, identity 1 on odd ones
+    masks[1][0, 1::2] = 1.0
+    return x, t, text, clip, audios, faces, masks

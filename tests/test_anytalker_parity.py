@@ -61,3 +61,61 @@ def test_deterministic():
         a = seeded_model()(x, t, text, clip, audios, faces, masks)
         b = seeded_model()(x, t, text, clip, audios, faces, masks)
     assert torch.equal(a, b)
+
+
+def _layout(root, config: dict, state: dict):
+    from tests_anytalker_inputs import CONFIG
+
+    fun = root / "Wan2.1-Fun-V1.1-1.3B-InP"
+    (fun / "google" / "umt5-xxl").mkdir(parents=True)
+    for name in ("models_t5_umt5-xxl-enc-bf16.pth", "Wan2.1_VAE.pth",
+                 "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"):
+        (fun / name).write_bytes(b"")
+    (root / "wav2vec2-base-960h").mkdir()
+    (root / "wav2vec2-base-960h" / "config.json").write_text("{}")
+    (root / "AnyTalker").mkdir()
+    (root / "AnyTalker" / "config_af2v_1_3B.json").write_text(json.dumps({**CONFIG, **config}))
+    torch.save({"model": state}, root / "AnyTalker" / "1_3B-single-v1.pth")
+
+
+def test_official_layout_loads_strictly_and_runs(tmp_path):
+    from talkstudio.generators.anytalker.models import load_transformer, locate
+
+    reference = seeded_model()
+    _layout(tmp_path, {"model_type": "a2v_af", "in_dim": 36}, reference.state_dict())
+    model = load_transformer(locate(tmp_path))
+    x, t, text, clip, audios, faces, masks = inputs()
+    with torch.no_grad():
+        assert torch.equal(model(x, t, text, clip, audios, faces, masks),
+                           reference(x, t, text, clip, audios, faces, masks))
+
+
+def test_incomplete_layout_lists_what_is_missing(tmp_path):
+    from talkstudio.errors import InputError
+    from talkstudio.generators.anytalker.models import locate
+
+    (tmp_path / "AnyTalker").mkdir()
+    with pytest.raises(InputError) as caught:
+        locate(tmp_path)
+    message = str(caught.value)
+    assert "Wan2.1_VAE.pth" in message and "1_3B-single-v1.pth" in message and "wav2vec2-base-960h" in message
+    assert "hf download alibaba-pai/Wan2.1-Fun-V1.1-1.3B-InP" in message and "zzz66/AnyTalker-1.3B" in message
+
+
+def test_a_checkpoint_with_other_keys_is_refused(tmp_path):
+    from talkstudio.generators.anytalker.models import load_transformer, locate
+
+    state = seeded_model().state_dict()
+    state["blocks.0.cross_attn.k_faces.weight"] = state.pop("blocks.0.cross_attn.k_face.weight")
+    _layout(tmp_path, {}, state)
+    with pytest.raises(RuntimeError, match="k_face"):
+        load_transformer(locate(tmp_path))
+
+
+def test_the_legacy_14b_path_is_a_clear_error(tmp_path):
+    from talkstudio.errors import InputError
+    from talkstudio.generators.anytalker.models import load_transformer, locate
+
+    _layout(tmp_path, {"legacy_audio_cross_attn": True}, seeded_model().state_dict())
+    with pytest.raises(InputError, match="legacy"):
+        load_transformer(locate(tmp_path))

@@ -1,0 +1,87 @@
+"""The AnyTalker model folders, exactly as users download them, and loading the DiT from them.
+
+    DIR/Wan2.1-Fun-V1.1-1.3B-InP/   (or Wan2.1-Fun-1.3B-Inp, as AnyTalker's README names it)
+        models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/, Wan2.1_VAE.pth,
+        models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth
+    DIR/wav2vec2-base-960h/          config.json + weights
+    DIR/AnyTalker/                   1_3B-single-v1.pth + config_af2v_1_3B.json
+                                     (14B-multi-v1.pth + config_af2v_14B.json)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from talkstudio.errors import InputError, Problem
+
+FUN_FOLDERS = ("Wan2.1-Fun-V1.1-1.3B-InP", "Wan2.1-Fun-1.3B-Inp")
+VARIANTS = {"1.3B": ("1_3B-single-v1.pth", "config_af2v_1_3B.json"), "14B": ("14B-multi-v1.pth", "config_af2v_14B.json")}
+DOWNLOADS = {
+    "fun": "hf download alibaba-pai/Wan2.1-Fun-V1.1-1.3B-InP --local-dir DIR/Wan2.1-Fun-V1.1-1.3B-InP",
+    "wav2vec": "hf download facebook/wav2vec2-base-960h --local-dir DIR/wav2vec2-base-960h",
+    "anytalker": "hf download zzz66/AnyTalker-1.3B --local-dir DIR/AnyTalker",
+}
+
+
+@dataclass(frozen=True)
+class AnyTalkerFiles:
+    t5: Path
+    t5_tokenizer: Path
+    vae: Path
+    clip: Path
+    wav2vec: Path
+    dit: Path
+    dit_config: Path
+
+
+def locate(root: Path, variant: str = "1.3B") -> AnyTalkerFiles:
+    """Every file the backend needs under `root`; one InputError listing all that is missing and how to get it."""
+    root = Path(root)
+    fun = next((root / name for name in FUN_FOLDERS if (root / name).is_dir()), root / FUN_FOLDERS[0])
+    dit, config = VARIANTS[variant]
+    wanted = {
+        "t5": (fun / "models_t5_umt5-xxl-enc-bf16.pth", "fun"),
+        "t5_tokenizer": (fun / "google" / "umt5-xxl", "fun"),
+        "vae": (fun / "Wan2.1_VAE.pth", "fun"),
+        "clip": (fun / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "fun"),
+        "wav2vec": (root / "wav2vec2-base-960h", "wav2vec"),
+        "dit": (root / "AnyTalker" / dit, "anytalker"),
+        "dit_config": (root / "AnyTalker" / config, "anytalker"),
+    }
+    missing = [(path, source) for path, source in wanted.values() if not path.exists()]
+    if (root / "wav2vec2-base-960h").is_dir() and not (root / "wav2vec2-base-960h" / "config.json").exists():
+        missing.append((root / "wav2vec2-base-960h" / "config.json", "wav2vec"))
+    if missing:
+        sources = sorted({source for _, source in missing})
+        raise InputError(Problem(
+            f"the AnyTalker models under {root} are incomplete; missing: "
+            + ", ".join(str(path.relative_to(root)) for path, _ in missing),
+            hint="download them (Hugging Face CLI): " + "; ".join(DOWNLOADS[s].replace("DIR", str(root)) for s in sources),
+        ))
+    return AnyTalkerFiles(**{name: path for name, (path, _) in wanted.items()})
+
+
+def load_transformer(files: AnyTalkerFiles, device: str = "cpu", dtype=None):
+    """The DiT with the official checkpoint loaded strictly, under its own key names."""
+    import torch
+
+    from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer, rope_frequencies
+
+    settings = json.loads(files.dit_config.read_text())
+    if settings.get("legacy_audio_cross_attn"):
+        raise InputError(Problem(f"{files.dit_config.name} uses the legacy per-frame audio attention of the 14B "
+                                 "checkpoint, which talkstudio does not implement yet",
+                                 file=files.dit_config, hint="use the 1.3B checkpoint (1_3B-single-v1.pth)"))
+    if settings.get("model_type", "a2v_af") != "a2v_af":
+        raise InputError(Problem(f"model_type {settings['model_type']!r} is not AnyTalker's a2v_af",
+                                 file=files.dit_config, hint="use config_af2v_1_3B.json from the AnyTalker folder"))
+    config = AnyTalkerConfig.from_json(settings)
+    with torch.device("meta"):
+        model = AnyTalkerTransformer(config)
+    state = torch.load(files.dit, map_location="cpu", weights_only=True, mmap=True)
+    state = state.get("model", state)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.freqs = rope_frequencies(config.dim // config.num_heads)
+    return model.to(device=device, dtype=dtype).eval()

@@ -119,3 +119,18 @@ def test_the_legacy_14b_path_is_a_clear_error(tmp_path):
     _layout(tmp_path, {"legacy_audio_cross_attn": True}, seeded_model().state_dict())
     with pytest.raises(InputError, match="legacy"):
         load_transformer(locate(tmp_path))
+
+
+def test_wav2vec_features_match_the_original():
+    pytest.importorskip("transformers")
+    from talkstudio.generators.anytalker.audio import frame_features
+    from tests_anytalker_inputs import seeded_wav2vec, wav2vec_input
+
+    # made by the original Wav2VecModel + window code under transformers 4.52, on these weights
+    expected = torch.load(FIXTURES / "anytalker_tiny_wav2vec.pt")["expected"]
+    samples, frames = wav2vec_input()
+    features = frame_features(seeded_wav2vec(), samples, frames)
+    assert features.shape == (frames, 5, 3, 32) == expected.shape
+    assert torch.allclose(features, expected, atol=1e-4), (features - expected).abs().max()
+    # the window: frame i holds frames i-2..i+2, clamped at the ends
+    assert torch.equal(features[0, 0], features[0, 2]) and torch.equal(features[5, 0], features[3, 2])

@@ -36,3 +36,26 @@ def inputs():
     masks[0][0, ::2] = 1.0  # identity 0 on even patches, identity 1 on odd ones
     masks[1][0, 1::2] = 1.0
     return x, t, text, clip, audios, faces, masks
+
+
+def seeded_wav2vec():
+    """A tiny wav2vec2 with seeded weights (every parameter drawn here, independent of library init)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    torch.manual_seed(3)
+    model = Wav2Vec2Model(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.1)
+    return model
+
+
+def wav2vec_input():
+    """1.3 s of a 16 kHz test signal, for 31 video frames at 24 fps (rounded up)."""
+    import numpy as np
+
+    t = np.arange(int(1.3 * 16000)) / 16000
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    return samples, int(np.ceil(1.3 * 24))

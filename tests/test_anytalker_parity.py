@@ -134,3 +134,29 @@ def test_wav2vec_features_match_the_original():
     assert torch.allclose(features, expected, atol=1e-4), (features - expected).abs().max()
     # the window: frame i holds frames i-2..i+2, clamped at the ends
     assert torch.equal(features[0, 0], features[0, 2]) and torch.equal(features[5, 0], features[3, 2])
+
+
+def test_face_masks_match_the_original():
+    from talkstudio.generators.anytalker.masks import expand, identity_masks, inpaint_mask
+
+    # made by the original expand_face_mask_flexible, gen_smooth_transition_mask_for_dit, gen_inference_masks
+    fixture = torch.load(FIXTURES / "anytalker_masks.pt")
+    masks = []
+    for x1, y1, x2, y2 in [(10, 20, 50, 60), (100, 30, 150, 80)]:
+        mask = torch.zeros(96, 160)
+        mask[y1:y2, x1:x2] = 1.0
+        masks.append(mask)
+    expanded = [expand(m) for m in masks]
+    for ours, theirs in zip(expanded, fixture["expanded"]):
+        assert torch.allclose(ours, theirs, atol=1e-6)
+    assert torch.allclose(inpaint_mask(expanded, 12, 20, 9), fixture["dit_mask"], atol=1e-6)
+    assert torch.allclose(identity_masks(expanded, 12, 20, 3), fixture["identity"], atol=1e-6)
+
+
+def test_square_boxes_stay_inside_the_picture():
+    from talkstudio.generators.anytalker.masks import box_mask, square_box
+
+    assert square_box((10, 20, 30, 50), 200, 100) == (0, 20, 50, 70)  # a 50 x 50 square about the centre
+    assert square_box((0, 0, 10, 40), 200, 100)[:2] == (0, 0)
+    assert square_box((190, 70, 10, 40), 200, 100)[2:] == (200, 100)
+    assert box_mask((10, 20, 30, 50), 200, 100).sum() == 50 * 50

@@ -160,3 +160,25 @@ def test_square_boxes_stay_inside_the_picture():
     assert square_box((0, 0, 10, 40), 200, 100)[:2] == (0, 0)
     assert square_box((190, 70, 10, 40), 200, 100)[2:] == (200, 100)
     assert box_mask((10, 20, 30, 50), 200, 100).sum() == 50 * 50
+
+
+def test_unipc_schedule_and_steps_match_the_original():
+    pytest.importorskip("diffusers")
+    from talkstudio.generators.anytalker.sampling import make_scheduler
+    from tests_anytalker_inputs import toy_flow
+
+    # made by the original FlowUniPCMultistepScheduler(shift=5).set_timesteps(40, shift=3.0) on the same flow
+    fixture = torch.load(FIXTURES / "anytalker_unipc.pt")
+    scheduler = make_scheduler(40, 3.0)
+    assert torch.equal(scheduler.timesteps, fixture["timesteps"])
+    x, velocity = toy_flow()
+    for t in scheduler.timesteps:
+        x = scheduler.step(velocity(x, float(t)), t, x, return_dict=False)[0]
+    assert torch.allclose(x, fixture["final"], atol=1e-5), (x - fixture["final"]).abs().max()
+
+
+def test_cfg_pair_is_one_batched_forward():
+    from talkstudio.generators.anytalker.sampling import guided
+
+    cond, uncond = torch.full((1, 2), 3.0), torch.full((1, 2), 1.0)
+    assert torch.equal(guided(torch.cat([cond, uncond]), 4.5), torch.full((1, 2), 10.0))

@@ -59,3 +59,15 @@ def wav2vec_input():
     t = np.arange(int(1.3 * 16000)) / 16000
     samples = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
     return samples, int(np.ceil(1.3 * 24))
+
+
+def toy_flow():
+    """A start latent and a velocity field with some curvature, to exercise a multistep solver."""
+    generator = torch.Generator().manual_seed(0)
+    start = torch.randn(1, 4, 3, 8, 8, generator=generator)
+    target = torch.randn(1, 4, 3, 8, 8, generator=generator)
+
+    def velocity(x, t):
+        return (x - target) * 0.9 + 0.1 * torch.tanh(x) * (t / 1000)
+
+    return start, velocity

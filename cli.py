@@ -228,6 +228,21 @@ def voices(
 
 
 @app.command()
+def doctor(
+    models: Annotated[Optional[Path], typer.Option("--models", help="AnyTalker model folder (default: $TALKSTUDIO_MODELS)")] = None,
+) -> None:
+    """Say which backends and voices this machine can use, and for the others why not."""
+    from talkstudio.doctor import checks
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("check", "", "detail"):
+        table.add_column(column, overflow="fold")
+    for check in checks(models):
+        table.add_row(check.name, "[green]ok[/green]" if check.ok else "[red]no[/red]", escape(check.detail))
+    out.print(table)
+
+
+@app.command()
 def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to a file instead of stdout")] = None,
 ) -> None:

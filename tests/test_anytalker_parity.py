@@ -182,3 +182,14 @@ def test_cfg_pair_is_one_batched_forward():
 
     cond, uncond = torch.full((1, 2), 3.0), torch.full((1, 2), 1.0)
     assert torch.equal(guided(torch.cat([cond, uncond]), 4.5), torch.full((1, 2), 10.0))
+
+
+# expected sizes: the original's lines (audio2video_multiID.py:274-320) evaluated on these shapes
+@pytest.mark.parametrize("size, expected", [((832, 480), (832, 448)), ((480, 832), (480, 832)),
+                                            ((512, 512), (608, 608)), ((1536, 1024), (768, 512)),
+                                            ((1280, 720), (832, 448)), ((640, 480), (704, 544)),
+                                            ((720, 1280), (448, 832))])
+def test_model_size_follows_the_original_area_rule(size, expected):
+    from talkstudio.generators.anytalker.models import model_size
+
+    assert model_size(*size) == expected

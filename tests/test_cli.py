@@ -80,3 +80,11 @@ def test_readme_starts_with_the_two_commands():
     first_commands = [b for b in blocks[1::2]][:2]
     assert "talkstudio audio" in first_commands[0] or "talkstudio render" in first_commands[0]
     assert "pytest" in first_commands[1]
+
+
+def test_doctor_reports_backends_and_why_not(tmp_path):
+    result = run_cli("doctor", "--models", tmp_path)
+    assert result.returncode == 0
+    assert "backend puppet" in result.stdout and "ready (CPU)" in result.stdout
+    assert "backend anytalker" in result.stdout and "incomplete" in result.stdout
+    assert "voice engine espeak" in result.stdout

@@ -85,3 +85,26 @@ def load_transformer(files: AnyTalkerFiles, device: str = "cpu", dtype=None):
     model.load_state_dict(state, strict=True, assign=True)
     model.freqs = rope_frequencies(config.dim // config.num_heads)
     return model.to(device=device, dtype=dtype).eval()
+
+
+def model_size(width: int, height: int, max_area: int = 832 * 480) -> tuple[int, int]:
+    """The size AnyTalker renders a picture of this shape at: the original's area rule.
+
+    Sides follow sqrt(area * aspect) in steps of 16, then snap to multiples of 32 (whichever
+    of width-first or height-first moves less), so 832x480 becomes 832x448. talkstudio
+    renders at this size and scales the frames to the video size, cropping the few extra
+    pixels (no distortion), because the model was trained on these sizes.
+    """
+    import math
+
+    aspect = height / width
+    h = round(math.sqrt(max_area * aspect) // 8 // 2 * 2) * 8
+    w = round(math.sqrt(max_area / aspect) // 8 // 2 * 2) * 8
+    ratio = h / w
+    w1 = max(w // 32 * 32, 32)
+    h1 = max(int(w1 * ratio) // 32 * 32, 32)
+    h2 = max(h // 32 * 32, 32)
+    w2 = max(int(h2 / ratio) // 32 * 32, 32)
+    if abs(w1 - w) + abs(h1 - h) <= abs(w2 - w) + abs(h2 - h):
+        return w1, h1
+    return w2, h2

@@ -1,0 +1,71 @@
+"""`talkstudio doctor`: what this machine can render with, and for what it cannot, why."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MODELS_ENV = "TALKSTUDIO_MODELS"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def checks(models: Path | None = None) -> list[Check]:
+    from talkstudio.audio_io import ffmpeg_exe
+    from talkstudio.generators import GENERATORS
+    from talkstudio.voices import engine_names, get_engine
+
+    found = [Check("ffmpeg", True, ffmpeg_exe())]
+    for name in engine_names():
+        try:
+            found.append(Check(f"voice engine {name}", True, get_engine(name).version()))
+        except Exception as error:  # noqa: BLE001 - a plugin that fails to load is reported, not raised
+            found.append(Check(f"voice engine {name}", False, f"cannot load: {error}"))
+    found.append(Check("face detection", _installed("mediapipe"),
+                       "mediapipe 0.10.21" if _installed("mediapipe") else "mediapipe missing: give face boxes by hand"))
+    for name in GENERATORS:
+        found.append(_backend(name, models))
+    return found
+
+
+def _backend(name: str, models: Path | None) -> Check:
+    from talkstudio.generators import GENERATORS
+
+    info = GENERATORS[name]
+    if name == "puppet":
+        return Check("backend puppet", _installed("cv2"), "ready (CPU)" if _installed("cv2") else "opencv missing")
+    if name != "anytalker":
+        return Check(f"backend {name}", False, "not available in this version")
+    problems = []
+    if not _installed("torch"):
+        problems.append("torch missing: pip install 'talkstudio[anytalker]' (install torch first for your CUDA)")
+    elif info.needs_gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append("no CUDA GPU visible")
+    root = models or (Path(os.environ[MODELS_ENV]) if os.environ.get(MODELS_ENV) else None)
+    if root is None:
+        problems.append(f"no model folder: pass --models DIR or set {MODELS_ENV}")
+    else:
+        from talkstudio.errors import InputError
+        from talkstudio.generators.anytalker.models import locate
+
+        try:
+            locate(root)
+        except InputError as error:
+            problems.append(error.problems[0].message)
+    problems.append("rendering with AnyTalker is in progress (the network, wav2vec features, masks and "
+                    "sampler are built and checked against the original; the pipeline is not wired yet)")
+    return Check("backend anytalker", False, "; ".join(problems))

@@ -1,0 +1,142 @@
+"""One AnyTalker window: stage picture + each identity's face and voice -> frames.
+
+The steps follow the original (`WanAF2V.generate`), with two additions for long video:
+a window can continue from frames carried over from the previous window (they become
+known InP frames, and their latents are put back, re-noised, at every step, as
+MultiTalk does), and both CFG passes run as one batched forward.
+
+    1. conditions: text and negative text, CLIP tokens of the picture and of each face,
+       wav2vec features of each voice (zeros for the unconditional pass)
+    2. InP input: VAE latent of the known frames (the picture, or the carried frames) +
+       the 4-channel mask (known frames, then the union of the faces)
+    3. denoising loop: UniPC on the original's schedule, one guide scale
+    4. decode
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from talkstudio.generators.anytalker.audio import frame_features
+from talkstudio.generators.anytalker.masks import box_mask, expand, identity_masks, inpaint_mask
+from talkstudio.generators.anytalker.sampling import guided, make_scheduler
+
+VAE_STRIDE = (4, 8, 8)
+NEGATIVE_PROMPT = ("blurry, static, motionless, closed mouth, mouth not moving, lip sync out of step, "
+                   "deformed face, extra faces, low quality, jpeg artifacts")
+
+
+@dataclass
+class Components:
+    transformer: object  # AnyTalkerTransformer
+    vae: object  # diffusers AutoencoderKLWan
+    wav2vec: object  # transformers Wav2Vec2Model
+    encode_text: Callable  # list[str] -> [B, L, text_dim]
+    encode_image: Callable  # [B, 3, H, W] in [-1, 1] -> [B, 257, 1280] CLIP tokens
+
+
+@dataclass
+class Window:
+    image: np.ndarray  # [H, W, 3] uint8, at the model size
+    faces: list  # per identity: (x, y, w, h) in the image
+    voices: list  # per identity: 16 kHz mono float32, covering `frames` frames
+    frames: int  # 4n + 1
+    prompt: str = ""
+    carried: np.ndarray | None = None  # [m, H, W, 3] uint8 frames this window starts with
+
+
+def to_tensor(frames: np.ndarray):
+    """[N, H, W, 3] uint8 -> [3, N, H, W] float in [-1, 1]."""
+    import torch
+
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def generate(components: Components, window: Window, steps: int = 40, shift: float = 3.0, guide: float = 4.5,
+             seed: int = 0, device: str = "cpu"):
+    """The window's frames, [frames, H, W, 3] uint8."""
+    import torch
+
+    height, width = window.image.shape[:2]
+    latent_frames = (window.frames - 1) // VAE_STRIDE[0] + 1
+    lat_h, lat_w = height // VAE_STRIDE[1], width // VAE_STRIDE[2]
+
+    # 1. conditions (row 0: conditional, row 1: unconditional)
+    text = components.encode_text([window.prompt, NEGATIVE_PROMPT]).to(device)
+    picture = to_tensor(window.image[None])[:, 0][None].to(device)
+    clip = components.encode_image(picture).repeat(2, 1, 1)
+    masks = [expand(box_mask(face, width, height)) for face in window.faces]
+    faces = [components.encode_image(_crop(picture, face)).repeat(2, 1, 1) for face in window.faces]
+    audios = []
+    for voice in window.voices:
+        features = frame_features(components.wav2vec, voice, window.frames)[None].to(device)
+        audios.append(torch.cat([features, torch.zeros_like(features)]))
+    tokens = identity_masks(masks, lat_h, lat_w, latent_frames).to(device)
+    token_masks = [row[None].repeat(2, 1) for row in tokens]
+
+    # 2. InP input: known frames encoded, the rest zeros; mask: known frames, then the faces
+    known = window.carried if window.carried is not None else window.image[None]
+    video = torch.zeros(3, window.frames, height, width)
+    video[:, :len(known)] = to_tensor(known)
+    known_latents = _encode(components.vae, video[None].to(device))
+    mask = inpaint_mask(masks, lat_h, lat_w, window.frames).to(device)
+    carried_latents = (len(known) - 1) // VAE_STRIDE[0] + 1 if window.carried is not None else 0
+    if carried_latents:
+        mask[:, :carried_latents] = 1.0
+    y = torch.cat([mask, known_latents[0]])[None].repeat(2, 1, 1, 1, 1)
+
+    # 3. denoising loop
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, 16, latent_frames, lat_h, lat_w, generator=generator).to(device)
+    latent = noise.clone()
+    scheduler = make_scheduler(steps, shift)
+    model = components.transformer
+    for t in scheduler.timesteps:
+        if carried_latents:  # the carried frames, re-noised to this step's level
+            sigma = float(t) / 1000
+            latent[:, :, :carried_latents] = ((1 - sigma) * known_latents[:, :, :carried_latents]
+                                              + sigma * noise[:, :, :carried_latents])
+        with torch.no_grad():
+            pair = model(torch.cat([latent.repeat(2, 1, 1, 1, 1), y], dim=1), t.repeat(2).float().to(device), text,
+                         clip, audios, faces, token_masks)
+        latent = scheduler.step(guided(pair, guide), t, latent, return_dict=False)[0]
+
+    # 4. decode
+    frames = _decode(components.vae, latent)
+    return ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+
+
+def _crop(picture, face):
+    """The face's square crop of a [1, 3, H, W] picture, for its CLIP tokens."""
+    from talkstudio.generators.anytalker.masks import square_box
+
+    x1, y1, x2, y2 = (int(v) for v in square_box(face, picture.shape[-1], picture.shape[-2]))
+    return picture[..., y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+
+
+def _latent_stats(vae, device):
+    import torch
+
+    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
+    return mean, std
+
+
+def _encode(vae, video):
+    """Normalised latents (mean removed, divided by std), as the DiT was trained on."""
+    import torch
+
+    mean, std = _latent_stats(vae, video.device)
+    with torch.no_grad():
+        return (vae.encode(video).latent_dist.mode() - mean) / std
+
+
+def _decode(vae, latent):
+    import torch
+
+    mean, std = _latent_stats(vae, latent.device)
+    with torch.no_grad():
+        return vae.decode(latent * std + mean).sample

@@ -1,0 +1,68 @@
+"""The `anytalker` backend: talkstudio's chunk protocol around the AnyTalker window pipeline.
+
+A chunk request becomes one window: the stage picture at the model's size (the
+original's area rule), each on-stage character's face and voice (resampled to
+16 kHz, exactly the window's frames), and for chunks after the first the frames
+carried from the previous chunk. The frames come back at the video's size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from talkstudio.generators import GENERATORS, ChunkRequest
+from talkstudio.generators.anytalker.audio import WAV2VEC_RATE
+from talkstudio.generators.anytalker.models import model_size
+
+VERSION = "anytalker-0"
+
+
+class AnyTalkerGenerator:
+    info = GENERATORS["anytalker"]
+
+    def __init__(self, components, steps: int = 40, shift: float = 3.0, guide: float = 4.5,
+                 max_area: int = 832 * 480, device: str = "cpu"):
+        self.components, self.device = components, device
+        self.steps, self.shift, self.guide, self.max_area = steps, shift, guide, max_area
+
+    def version(self) -> str:
+        return f"{VERSION}:{self.steps}:{self.shift}:{self.guide}:{self.max_area}"
+
+    def generate(self, request: ChunkRequest) -> np.ndarray:
+        from talkstudio.generators.anytalker.pipeline import Window, generate
+
+        height, width = request.stage.image.shape[:2]
+        model_w, model_h = model_size(width, height, self.max_area)
+        image, (scale, dx, dy) = _fit(request.stage.image, model_w, model_h)
+        names = list(request.stage.faces)
+        faces = [_box(request.stage.faces[n].box, scale, dx, dy) for n in names]
+        voices = [_voice(request, n) for n in names]
+        carried = None
+        if request.carried is not None:
+            carried = np.stack([_fit(frame, model_w, model_h)[0] for frame in request.carried])
+        window = Window(image, faces, voices, request.frame_num, request.prompt, carried)
+        frames = generate(self.components, window, self.steps, self.shift, self.guide, request.seed, self.device)
+        return np.stack([_fit(frame, width, height)[0] for frame in frames])
+
+
+def _fit(image: np.ndarray, width: int, height: int):
+    from talkstudio.stage import cover
+
+    return cover(image, width, height)
+
+
+def _box(box, scale, dx, dy):
+    x, y, w, h = box
+    return x * scale + dx, y * scale + dy, w * scale, h * scale
+
+
+def _voice(request: ChunkRequest, name: str) -> np.ndarray:
+    """The character's voice for exactly the window's frames, at 16 kHz."""
+    from talkstudio.audio_io import resample
+
+    rate = request.rate
+    offset = round((request.start_frame - request.audio_start_frame) / request.fps * rate)
+    length = round(request.frame_num / request.fps * rate)
+    voice = request.audio.get(name, np.zeros(0, np.float32))[offset:offset + length]
+    voice = np.pad(voice, (0, length - len(voice)))
+    return resample(voice.astype(np.float32), rate, WAV2VEC_RATE)

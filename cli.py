@@ -132,6 +132,7 @@ def render(
     frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1 (default: the backend's, 81)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
     burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,
+    models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
@@ -149,7 +150,7 @@ def render(
     started = time.perf_counter()
     target = output or default_target(script)
     result = render_video(script, target, Cache(cache, enabled=not no_cache), Reporter(quiet=quiet),
-                          RenderOptions(backend, frame_num, seed, burn_subtitles))
+                          RenderOptions(backend, frame_num, seed, burn_subtitles, models))
     if quiet:
         return
     if not result.up_to_date:

@@ -54,7 +54,7 @@ def _backend(name: str, models: Path | None) -> Check:
         import torch
 
         if not torch.cuda.is_available():
-            problems.append("no CUDA GPU visible")
+            problems.append("no CUDA GPU visible (it runs on the CPU only at toy sizes)")
     root = models or (Path(os.environ[MODELS_ENV]) if os.environ.get(MODELS_ENV) else None)
     if root is None:
         problems.append(f"no model folder: pass --models DIR or set {MODELS_ENV}")
@@ -66,6 +66,6 @@ def _backend(name: str, models: Path | None) -> Check:
             locate(root)
         except InputError as error:
             problems.append(error.problems[0].message)
-    problems.append("rendering with AnyTalker is in progress (the network, wav2vec features, masks and "
-                    "sampler are built and checked against the original; the pipeline is not wired yet)")
-    return Check("backend anytalker", False, "; ".join(problems))
+    if problems:
+        return Check("backend anytalker", False, "; ".join(problems))
+    return Check("backend anytalker", True, f"ready with the models in {root}")

@@ -36,6 +36,7 @@ class RenderOptions:
     frame_num: int | None = None  # overrides the backend's chunk length
     seed: int | None = None  # overrides video.seed
     burn_subtitles: bool = False
+    models: Path | None = None  # model folders of GPU backends
 
 
 @dataclass
@@ -109,7 +110,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     _check_output_folder(work_dir)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    settings = asdict(options)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     subtitle_paths = {kind: target.with_suffix(f".{kind}") for kind in ("srt", "vtt", "ass")}
 
     # 0. nothing to do when the video was made from exactly these inputs and settings
@@ -184,7 +185,7 @@ def _generator(screenplay, options: RenderOptions, known: dict, get_generator):
     if name not in known:
         raise InputError(Problem(f"unknown backend '{name}'", hint=f"backends: {', '.join(known)}"))
     try:
-        generator = get_generator(name)
+        generator = get_generator(name, models=options.models) if name != "puppet" else get_generator(name)
     except NotImplementedError as error:
         raise InputError(Problem(str(error))) from None
     if options.backend:

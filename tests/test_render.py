@@ -195,8 +195,18 @@ def test_plan_command_prints_chunks(tmp_path):
 
 
 def test_unbuilt_backend_is_a_clear_error(tmp_path):
-    result = run_cli("render", EXAMPLES[0], "-o", tmp_path / "x.mp4", "--backend", "anytalker", "--cache", tmp_path)
+    result = run_cli("render", EXAMPLES[0], "-o", tmp_path / "x.mp4", "--backend", "multitalk", "--cache", tmp_path)
     assert result.returncode == 2 and "not available" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_anytalker_without_its_models_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TALKSTUDIO_MODELS"}
+    args = ("render", EXAMPLES[0], "-o", tmp_path / "x.mp4", "--backend", "anytalker", "--cache", tmp_path)
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2 and "--models DIR" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "models").mkdir()
+    result = run_cli(*args, "--models", tmp_path / "models", env=env)
+    assert result.returncode == 2 and "Wan2.1_VAE.pth" in result.stderr and "hf download" in result.stderr
 
 
 def test_an_edit_rerenders_only_the_chunks_near_it(write_script, tmp_path):

@@ -39,7 +39,8 @@ GENERATORS: dict[str, GeneratorInfo] = {
         GeneratorInfo("puppet", 25, "CPU portrait animation; the embedded default and draft preview",
                       needs_gpu=False, target="talkstudio.generators.puppet:PuppetGenerator"),
         GeneratorInfo("anytalker", 24, "AnyTalker: Wan2.1-Fun-1.3B-InP with identity-aware audio attention",
-                      needs_gpu=True, motion_frames=5, chained=True),
+                      needs_gpu=True, motion_frames=5, chained=True,
+                      target="talkstudio.generators.anytalker:create"),
         GeneratorInfo("multitalk", 25, "MultiTalk / InfiniteTalk: Wan2.1-I2V-14B with L-RoPE speaker binding",
                       needs_gpu=True, motion_frames=25, chained=True),
     )
@@ -101,15 +102,18 @@ def audio_digest(audio: dict[str, np.ndarray], phonemes: dict) -> str:
     return digest.hexdigest()
 
 
-_instances: dict[str, Generator] = {}
+_instances: dict[tuple, Generator] = {}
 
 
-def get_generator(name: str) -> Generator:
-    """The backend's implementation; NotImplementedError for one that is declared but not built yet."""
+def get_generator(name: str, **options) -> Generator:
+    """The backend's implementation (made once per process and options); NotImplementedError for one
+    that is declared but not built yet. `options` go to the backend's factory (e.g. models=DIR)."""
     info = GENERATORS[name]
     if info.target is None:
         raise NotImplementedError(f"backend '{name}' is not available in this version; use --backend puppet")
-    if name not in _instances:
+    key = (name, tuple(sorted((k, str(v)) for k, v in options.items() if v is not None)))
+    if key not in _instances:
         module_name, _, attr = info.target.partition(":")
-        _instances[name] = getattr(importlib.import_module(module_name), attr)()
-    return _instances[name]
+        factory = getattr(importlib.import_module(module_name), attr)
+        _instances[key] = factory(**{k: v for k, v in options.items() if v is not None})
+    return _instances[key]

@@ -15,6 +15,28 @@ from talkstudio.generators.anytalker.audio import WAV2VEC_RATE
 from talkstudio.generators.anytalker.models import model_size
 
 VERSION = "anytalker-0"
+MODELS_ENV = "TALKSTUDIO_MODELS"
+
+
+def create(models=None, device: str | None = None) -> AnyTalkerGenerator:
+    """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS)."""
+    import os
+    from pathlib import Path
+
+    from talkstudio.errors import InputError, Problem
+    from talkstudio.generators.anytalker.models import load_components, locate
+
+    root = models or os.environ.get(MODELS_ENV)
+    if not root:
+        raise InputError(Problem("the anytalker backend needs its model folders",
+                                 hint=f"pass --models DIR (or set {MODELS_ENV}); `talkstudio doctor` lists what is needed"))
+    files = locate(Path(root))
+    try:
+        import torch
+    except ImportError:
+        raise InputError(Problem("the anytalker backend needs torch", hint="pip install 'talkstudio[anytalker]'")) from None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return AnyTalkerGenerator(load_components(files, device), device=device)
 
 
 class AnyTalkerGenerator:

@@ -108,3 +108,28 @@ def model_size(width: int, height: int, max_area: int = 832 * 480) -> tuple[int,
     if abs(w1 - w) + abs(h1 - h) <= abs(w2 - w) + abs(h2 - h):
         return w1, h1
     return w2, h2
+
+
+def load_components(files: AnyTalkerFiles, device: str = "cuda", dtype=None):
+    """Every network of the backend from the official files (T5 and CLIP in their original precisions)."""
+    import torch
+
+    from talkstudio.generators.anytalker.audio import load_wav2vec
+    from talkstudio.generators.anytalker.image_encoder import load_image_encoder
+    from talkstudio.generators.anytalker.pipeline import Components
+    from talkstudio.generators.anytalker.text_encoder import load_text_encoder
+    from talkstudio.generators.anytalker.vae import load_wan_vae
+
+    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    text_encoder = load_text_encoder(files.t5, files.t5_tokenizer, device)
+    image_encoder = load_image_encoder(files.clip, device, torch.float16 if device.startswith("cuda") else None)
+
+    def encode_text(prompts):
+        # each prompt's real tokens, zero-padded to a common length (the DiT pads on to text_len)
+        return torch.nn.utils.rnn.pad_sequence(text_encoder(prompts), batch_first=True).to(dtype)
+
+    def encode_image(pictures):
+        return image_encoder(pictures).to(dtype)
+
+    return Components(load_transformer(files, device, dtype), load_wan_vae(files.vae, device),
+                      load_wav2vec(files.wav2vec, device), encode_text, encode_image)

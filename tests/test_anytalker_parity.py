@@ -112,13 +112,15 @@ def test_a_checkpoint_with_other_keys_is_refused(tmp_path):
         load_transformer(locate(tmp_path))
 
 
-def test_the_legacy_14b_path_is_a_clear_error(tmp_path):
-    from talkstudio.errors import InputError
+def test_the_legacy_14b_configuration_loads_strictly(tmp_path):
     from talkstudio.generators.anytalker.models import load_transformer, locate
+    from tests_anytalker_inputs import LEGACY
 
-    _layout(tmp_path, {"legacy_audio_cross_attn": True}, seeded_model().state_dict())
-    with pytest.raises(InputError, match="legacy"):
-        load_transformer(locate(tmp_path))
+    reference = seeded_model(**LEGACY)
+    _layout(tmp_path, LEGACY, reference.state_dict())
+    model = load_transformer(locate(tmp_path))
+    with torch.no_grad():
+        assert torch.equal(model(*inputs()), reference(*inputs()))
 
 
 def test_wav2vec_features_match_the_original():
@@ -193,3 +195,15 @@ def test_model_size_follows_the_original_area_rule(size, expected):
     from talkstudio.generators.anytalker.models import model_size
 
     assert model_size(*size) == expected
+
+
+def test_legacy_14b_path_matches_the_original():
+    from tests_anytalker_inputs import LEGACY
+
+    # made by the original WanModel(legacy_audio_cross_attn=True) on these weights (strict load)
+    fixture = torch.load(FIXTURES / "anytalker_tiny_legacy.pt")
+    model = seeded_model(**LEGACY)
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == fixture["keys"]
+    with torch.no_grad():
+        out = model(*inputs())[0]
+    assert torch.allclose(out, fixture["expected"], atol=1e-4), (out - fixture["expected"]).abs().max()

@@ -71,3 +71,6 @@ def toy_flow():
         return (x - target) * 0.9 + 0.1 * torch.tanh(x) * (t / 1000)
 
     return start, velocity
+
+
+LEGACY = {"legacy_audio_cross_attn": True, "intermediate_dim": 16, "audio_output_dim": 32}

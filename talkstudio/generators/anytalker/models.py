@@ -70,10 +70,6 @@ def load_transformer(files: AnyTalkerFiles, device: str = "cpu", dtype=None):
     from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer, rope_frequencies
 
     settings = json.loads(files.dit_config.read_text())
-    if settings.get("legacy_audio_cross_attn"):
-        raise InputError(Problem(f"{files.dit_config.name} uses the legacy per-frame audio attention of the 14B "
-                                 "checkpoint, which talkstudio does not implement yet",
-                                 file=files.dit_config, hint="use the 1.3B checkpoint (1_3B-single-v1.pth)"))
     if settings.get("model_type", "a2v_af") != "a2v_af":
         raise InputError(Problem(f"model_type {settings['model_type']!r} is not AnyTalker's a2v_af",
                                  file=files.dit_config, hint="use config_af2v_1_3B.json from the AnyTalker folder"))

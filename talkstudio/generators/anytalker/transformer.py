@@ -45,6 +45,16 @@ class AnyTalkerConfig:
     eps: float = 1e-6
     qk_norm: bool = True
     cross_attn_norm: bool = True
+    # the 14B multi-person checkpoint's older path: Wan I2V cross-attention plus a per-latent-frame audio
+    # attention over MultiTalk-style audio windows (config_af2v_14B.json)
+    legacy_audio_cross_attn: bool = False
+    audio_window: int = 5
+    intermediate_dim: int = 512
+    audio_output_dim: int = 768
+    context_tokens: int = 32
+    vae_scale: int = 4
+    norm_input_visual: bool = True
+    norm_output_audio: bool = True
 
     @classmethod
     def from_json(cls, data: dict) -> AnyTalkerConfig:
@@ -157,6 +167,55 @@ class WanAF2VCrossAttention(WanSelfAttention):
         return self.o(out)
 
 
+class WanI2VCrossAttention(WanSelfAttention):
+    """Wan's image-to-video cross-attention: text (here the CLIP tokens followed by the text, as the
+    legacy path passes it) plus the reference image's CLIP tokens."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6):
+        super().__init__(dim, num_heads, qk_norm, eps)
+        self.k_img, self.v_img = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.norm_k_img = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x, text, image):
+        q = self.heads(self.norm_q(self.q(x)))
+        out = attend(q, self.heads(self.norm_k(self.k(text))), self.heads(self.v(text)))
+        out = out + attend(q, self.heads(self.norm_k_img(self.k_img(image))), self.heads(self.v_img(image)))
+        return self.o(out)
+
+
+class LegacyA2VCrossAttention(nn.Module):
+    """The 14B path: each latent frame's tokens attend to that frame's 32 audio tokens and the face's
+    tokens, for each identity, times its mask (no q/k norms, biased projections, as trained)."""
+
+    def __init__(self, dim: int, num_heads: int, audio_dim: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.q_linear = nn.Linear(dim, dim)
+        self.kv_linear = nn.Linear(audio_dim, dim * 2)
+        self.k_face, self.v_face = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, audios, faces, masks, latent_frames: int):
+        batch, tokens, dim = x.shape
+        per_frame = tokens // latent_frames
+        rows = batch * latent_frames
+        q = self.q_linear(x.reshape(rows, per_frame, dim)).view(rows, per_frame, self.num_heads, self.head_dim)
+        out = torch.zeros_like(x)
+        for audio, face, mask in zip(audios, faces, masks):
+            kv = self.kv_linear(audio.reshape(rows, audio.shape[2], -1))
+            k_audio, v_audio = kv.view(rows, -1, 2, self.num_heads, self.head_dim).unbind(2)
+            face = face.unsqueeze(1).expand(-1, latent_frames, -1, -1).reshape(rows, face.shape[1], dim)
+            k_face = self.k_face(face).view(rows, -1, self.num_heads, self.head_dim)
+            v_face = self.v_face(face).view(rows, -1, self.num_heads, self.head_dim)
+            if k_audio.shape[1] > k_face.shape[1]:  # as trained: face tokens repeated up to the audio's count
+                times = -(-k_audio.shape[1] // k_face.shape[1])
+                k_face = k_face.repeat(1, times, 1, 1)[:, :k_audio.shape[1]]
+                v_face = v_face.repeat(1, times, 1, 1)[:, :k_audio.shape[1]]
+            heard = attend(q, torch.cat([k_face, k_audio], dim=1), torch.cat([v_face, v_audio], dim=1))
+            out = out + heard.reshape(batch, tokens, dim) * mask
+        return self.proj(out)
+
+
 # --- block, head, projections --------------------------------------------------------------
 
 class WanAttentionBlock(nn.Module):
@@ -166,16 +225,29 @@ class WanAttentionBlock(nn.Module):
         self.norm1 = WanLayerNorm(dim, config.eps)
         self.self_attn = WanSelfAttention(dim, config.num_heads, config.qk_norm, config.eps)
         self.norm3 = WanLayerNorm(dim, config.eps, elementwise_affine=True) if config.cross_attn_norm else nn.Identity()
-        self.cross_attn = WanAF2VCrossAttention(dim, config.num_heads, config.qk_norm, config.eps)
+        self.legacy = config.legacy_audio_cross_attn
+        if self.legacy:
+            self.cross_attn = WanI2VCrossAttention(dim, config.num_heads, config.qk_norm, config.eps)
+        else:
+            self.cross_attn = WanAF2VCrossAttention(dim, config.num_heads, config.qk_norm, config.eps)
         self.norm2 = WanLayerNorm(dim, config.eps)
         self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"),
                                  nn.Linear(config.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim ** 0.5)
+        if self.legacy:
+            self.audio_cross_attn = LegacyA2VCrossAttention(dim, config.num_heads, config.audio_output_dim)
+            self.norm_x = (WanLayerNorm(dim, config.eps, elementwise_affine=True) if config.norm_input_visual
+                           else nn.Identity())
 
     def forward(self, x, e, grid, freqs, context, temporal_mask):
         shift, scale, gate, shift_ffn, scale_ffn, gate_ffn = (self.modulation + e).chunk(6, dim=1)
         x = x + self.self_attn(self.norm1(x).float() * (1 + scale) + shift, grid, freqs) * gate
-        x = x + self.cross_attn(self.norm3(x), *context, temporal_mask)
+        if self.legacy:
+            text, image, audios, faces, masks = context
+            x = x + self.cross_attn(self.norm3(x), torch.cat([image, text], dim=1), image)
+            x = x + self.audio_cross_attn(self.norm_x(x), audios, faces, masks, grid[0])
+        else:
+            x = x + self.cross_attn(self.norm3(x), *context, temporal_mask)
         return x + self.ffn(self.norm2(x).float() * (1 + scale_ffn) + shift_ffn) * gate_ffn
 
 
@@ -220,6 +292,43 @@ class AudioProjModel(nn.Module):
         return self.norm(tokens).reshape(batch, frames, AUDIO_TOKENS, -1)
 
 
+class LegacyAudioProjModel(nn.Module):
+    """The 14B path's audio tokens, one set per latent frame: latent frame 0 from its 5-frame window,
+    each later one from an 8-window composite of its 4 video frames (see `legacy_audio_windows`)."""
+
+    def __init__(self, config: AnyTalkerConfig):
+        super().__init__()
+        per_window = AUDIO_LAYERS * AUDIO_CHANNELS
+        self.context_tokens, self.output_dim = config.context_tokens, config.audio_output_dim
+        self.proj1 = nn.Linear(config.audio_window * per_window, config.intermediate_dim)
+        self.proj1_vf = nn.Linear((config.audio_window + config.vae_scale - 1) * per_window, config.intermediate_dim)
+        self.proj2 = nn.Linear(config.intermediate_dim, config.intermediate_dim)
+        self.proj3 = nn.Linear(config.intermediate_dim, config.context_tokens * config.audio_output_dim)
+        self.norm = nn.LayerNorm(config.audio_output_dim) if config.norm_output_audio else nn.Identity()
+
+    def forward(self, first, later):
+        batch = first.shape[0]
+        hidden = torch.cat([torch.relu(self.proj1(first.reshape(batch, first.shape[1], -1))),
+                            torch.relu(self.proj1_vf(later.reshape(batch, later.shape[1], -1)))], dim=1)
+        frames = hidden.shape[1]
+        tokens = self.proj3(torch.relu(self.proj2(hidden.reshape(batch * frames, -1))))
+        return self.norm(tokens.reshape(batch * frames, self.context_tokens, self.output_dim)).reshape(
+            batch, frames, self.context_tokens, self.output_dim)
+
+
+def legacy_audio_windows(audio: torch.Tensor, vae_scale: int = VAE_STRIDE_T, window: int = AUDIO_WINDOW):
+    """wav2vec windows [B, F, 5, 12, 768] -> (frame 0's [B, 1, 5, ...], later latent frames' [B, T-1, 8, ...]):
+    for each later latent frame, the first video frame's window up to its centre, the centre of each
+    middle frame, and the last frame's window from its centre (MultiTalk's composite)."""
+    first, later = audio[:, :1], audio[:, 1:]
+    later = later.reshape(later.shape[0], -1, vae_scale, *later.shape[2:])
+    middle = window // 2
+    composite = torch.cat([later[:, :, :1, :middle + 1].flatten(2, 3),
+                           later[:, :, 1:-1, middle:middle + 1].flatten(2, 3),
+                           later[:, :, -1:, middle:].flatten(2, 3)], dim=2)
+    return first, composite
+
+
 def sinusoidal_embedding(dim: int, positions: torch.Tensor) -> torch.Tensor:
     half = dim // 2
     angles = torch.outer(positions.float(), torch.pow(10000, -torch.arange(half, dtype=torch.float32) / half))
@@ -251,7 +360,10 @@ class AnyTalkerTransformer(nn.Module):
         self.blocks = nn.ModuleList(WanAttentionBlock(config) for _ in range(config.num_layers))
         self.head = Head(config)
         self.img_emb = MLPProj(CLIP_DIM, dim)
-        self.audio_emb = AudioProjModel(dim)
+        if config.legacy_audio_cross_attn:
+            self.audio_proj = LegacyAudioProjModel(config)
+        else:
+            self.audio_emb = AudioProjModel(dim)
         self.audio_ref_emb = MLPProj(CLIP_DIM, dim)
         self.freqs = rope_frequencies(dim // config.num_heads)  # not a buffer: not in the checkpoint
 
@@ -267,10 +379,15 @@ class AnyTalkerTransformer(nn.Module):
         e6 = self.time_projection(e).unflatten(1, (6, config.dim))
         # 3. conditions: text padded to text_len (as trained), CLIP image, per identity audio and face
         text = self.text_embedding(F.pad(text, (0, 0, 0, config.text_len - text.shape[1])))
-        context = (text, self.img_emb(clip), [self.audio_emb(a).flatten(1, 2) for a in audios],
+        if config.legacy_audio_cross_attn:
+            audio_tokens = [self.audio_proj(*legacy_audio_windows(a, config.vae_scale, config.audio_window))
+                            for a in audios]
+        else:
+            audio_tokens = [self.audio_emb(a).flatten(1, 2) for a in audios]
+        context = (text, self.img_emb(clip), audio_tokens,
                    [self.audio_ref_emb(f) for f in faces], [m.unsqueeze(-1).to(tokens.dtype) for m in masks])
         window = None
-        if audios:
+        if audios and not config.legacy_audio_cross_attn:
             window = temporal_mask(grid[0], audios[0].shape[1], grid[1] * grid[2]).to(x.device)
             window = window.expand(x.shape[0], 1, *window.shape)
         # 4. blocks, head, back to latents

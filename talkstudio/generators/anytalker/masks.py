@@ -10,7 +10,6 @@ stay inside the picture), its mask is widened x1.2 and heightened x1.1, and
 
 from __future__ import annotations
 
-
 WIDEN, HEIGHTEN = 1.2, 1.1
 VAE_STRIDE_T = 4
 

@@ -25,8 +25,19 @@ from talkstudio.generators.anytalker.masks import box_mask, expand, identity_mas
 from talkstudio.generators.anytalker.sampling import guided, make_scheduler
 
 VAE_STRIDE = (4, 8, 8)
-NEGATIVE_PROMPT = ("blurry, static, motionless, closed mouth, mouth not moving, lip sync out of step, "
-                   "deformed face, extra faces, low quality, jpeg artifacts")
+# the original's default negative prompt (shared_config.sample_neg_prompt): the model was tuned with it
+NEGATIVE_PROMPT = (
+    "This shot begins with a scene, then becomes a distorted scene with subtitles, captions, and words on the "
+    "bottom, featuring an ugly, incomplete or unnatural-looking character or object with extra fingers, poorly "
+    "drawn hands and face, deformed and disfigured limbs, fused fingers, three legs, deformed arms or legs, "
+    "distorted body passing through objects, swapped left and right arms, swapped left and right legs, or a "
+    "deformed face on the back. The mouth movements are unnatural and not synchronized with the speech; lip "
+    "motion is delayed or mismatched with the voice, showing poor lip-sync accuracy, with visible imperfections "
+    "or distortions in the teeth. The facial expressions are stiff, frozen, or flickering, with jittering eyes "
+    "and inconsistent gaze direction. The characters' necks or heads appear twisted. The objects and background "
+    "in the scene are crashed, broken, or deformed, unnaturally distorted, and changing their front and back "
+    "orientation."
+)
 
 
 @dataclass

@@ -207,3 +207,25 @@ def test_legacy_14b_path_matches_the_original():
     with torch.no_grad():
         out = model(*inputs())[0]
     assert torch.allclose(out, fixture["expected"], atol=1e-4), (out - fixture["expected"]).abs().max()
+
+
+def test_frame_grouped_audio_attention_equals_the_dense_temporal_mask():
+    from talkstudio.generators.anytalker.transformer import attend, frame_audio_attention
+
+    g = torch.Generator().manual_seed(4)
+    frames, h, w, heads, head_dim = 4, 2, 3, 2, 8
+    video = 4 * (frames - 1) + 1
+    q = torch.randn(2, frames * h * w, heads, head_dim, generator=g)
+    k_face, v_face = torch.randn(2, 7, heads, head_dim, generator=g), torch.randn(2, 7, heads, head_dim, generator=g)
+    k_audio = torch.randn(2, video * 32, heads, head_dim, generator=g)
+    v_audio = torch.randn(2, video * 32, heads, head_dim, generator=g)
+    # the original's dense mask: latent frame 0 hears all audio, frame t hears video frames 4(t-1)+1 .. 4t
+    hears = torch.zeros(frames, video, dtype=torch.bool)
+    hears[0] = True
+    for t in range(1, frames):
+        hears[t, (t - 1) * 4 + 1: t * 4 + 1] = True
+    mask = hears.repeat_interleave(h * w, 0).repeat_interleave(32, 1)
+    mask = torch.nn.functional.pad(mask, (7, 0), value=True)[None, None]
+    dense = attend(q, torch.cat([k_face, k_audio], 1), torch.cat([v_face, v_audio], 1), mask)
+    grouped = frame_audio_attention(q, k_face, v_face, k_audio, v_audio, (frames, h, w))
+    assert torch.allclose(grouped, dense, atol=1e-6)

@@ -229,3 +229,14 @@ def test_frame_grouped_audio_attention_equals_the_dense_temporal_mask():
     dense = attend(q, torch.cat([k_face, k_audio], 1), torch.cat([v_face, v_audio], 1), mask)
     grouped = frame_audio_attention(q, k_face, v_face, k_audio, v_audio, (frames, h, w))
     assert torch.allclose(grouped, dense, atol=1e-6)
+
+
+def test_the_14b_checkpoint_is_used_when_it_is_the_one_downloaded(tmp_path):
+    from talkstudio.generators.anytalker import _variant
+
+    (tmp_path / "AnyTalker").mkdir()
+    assert _variant(tmp_path) == "1.3B"  # nothing there: the error will list the 1.3B files
+    (tmp_path / "AnyTalker" / "14B-multi-v1.pth").write_bytes(b"")
+    assert _variant(tmp_path) == "14B"
+    (tmp_path / "AnyTalker" / "1_3B-single-v1.pth").write_bytes(b"")
+    assert _variant(tmp_path) == "1.3B"

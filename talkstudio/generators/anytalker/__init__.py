@@ -30,7 +30,7 @@ def create(models=None, device: str | None = None) -> AnyTalkerGenerator:
     if not root:
         raise InputError(Problem("the anytalker backend needs its model folders",
                                  hint=f"pass --models DIR (or set {MODELS_ENV}); `talkstudio doctor` lists what is needed"))
-    files = locate(Path(root))
+    files = locate(Path(root), _variant(Path(root)))
     try:
         import torch
     except ImportError:
@@ -65,6 +65,16 @@ class AnyTalkerGenerator:
         window = Window(image, faces, voices, request.frame_num, request.prompt, carried)
         frames = generate(self.components, window, self.steps, self.shift, self.guide, request.seed, self.device)
         return np.stack([_fit(frame, width, height)[0] for frame in frames])
+
+
+def _variant(root) -> str:
+    """The 1.3B checkpoint when it is there; the 14B multi-person one when only it was downloaded."""
+    from talkstudio.generators.anytalker.models import VARIANTS
+
+    folder = root / "AnyTalker"
+    if (folder / VARIANTS["1.3B"][0]).exists() or not (folder / VARIANTS["14B"][0]).exists():
+        return "1.3B"
+    return "14B"
 
 
 def _fit(image: np.ndarray, width: int, height: int):

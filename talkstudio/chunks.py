@@ -18,19 +18,13 @@ import numpy as np
 
 from talkstudio.assemble import VIDEO_CODEC_ARGS, EncoderPool, FrameSink
 from talkstudio.cache import Cache, atomic_write, content_key
-from talkstudio.generators import ChunkRequest, Generator, audio_digest
-from talkstudio.plan import ChunkSpan, plan_scene
+from talkstudio.generators import ChunkRequest, Generator, StreamingGenerator, audio_digest
+from talkstudio.plan import ChunkSpan, scene_plans
 from talkstudio.progress import Reporter
 from talkstudio.stitch import colour_match, stitch
 from talkstudio.timeline import FrameClock
 
 CHUNK_FORMAT = 1
-
-
-def scene_plans(screenplay, timeline, info, frame_num: int | None = None) -> list[list[ChunkSpan]]:
-    motion = info.motion_frames if info.chained else 0
-    return [plan_scene(scene.id, span.end_frame - span.start_frame, frame_num or info.frame_num, motion)
-            for scene, span in zip(screenplay.scenes, timeline.scenes)]
 
 
 def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cache, reporter: Reporter,
@@ -67,7 +61,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                 else:
                     request = ChunkRequest(stage, window, timeline.rate, window_phonemes, timeline.fps, span.start,
                                            span.frame_num, first, scene.prompt or "", seed, previous_tail, audio_key)
-                    if not info.chained and hasattr(generator, "frames"):
+                    if not info.chained and isinstance(generator, StreamingGenerator):
                         encoder.finish(_stream(generator, request, span, path, timeline.fps, screenplay.video.size))
                         tail = None
                     else:

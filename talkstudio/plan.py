@@ -53,7 +53,8 @@ def plan_scene(scene: str, frames: int, frame_num: int, motion_frames: int) -> l
         index += 1
 
 
-def plan_chunks(scene_frames: dict[str, int], info: GeneratorInfo, frame_num: int | None = None) -> list[ChunkSpan]:
+def scene_plans(screenplay, timeline, info: GeneratorInfo, frame_num: int | None = None) -> list[list[ChunkSpan]]:
+    """Each scene's windows, from the timeline's scene lengths in frames."""
     motion = info.motion_frames if info.chained else 0
-    return [span for scene, frames in scene_frames.items()
-            for span in plan_scene(scene, frames, frame_num or info.frame_num, motion)]
+    return [plan_scene(scene.id, span.end_frame - span.start_frame, frame_num or info.frame_num, motion)
+            for scene, span in zip(screenplay.scenes, timeline.scenes)]

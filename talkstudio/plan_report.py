@@ -7,6 +7,7 @@ from pathlib import Path
 from talkstudio.cache import Cache
 from talkstudio.errors import InputError, Problem
 from talkstudio.generators import GENERATORS
+from talkstudio.plan import scene_plans
 from talkstudio.progress import Reporter
 from talkstudio.screenplay import load_screenplay
 from talkstudio.speech import speak_all, timeline_rate
@@ -15,8 +16,6 @@ from talkstudio.timeline import build_timeline
 
 
 def plan_report(script: Path, cache: Cache, backend: str | None, frame_num: int | None):
-    from talkstudio.chunks import scene_plans
-
     screenplay = load_screenplay(script)
     if backend:
         if backend not in GENERATORS:

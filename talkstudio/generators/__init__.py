@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,7 +81,8 @@ class Generator(Protocol):
         """The window's frames: (frame_num, height, width, 3) uint8 RGB."""
 
 
-class StreamingGenerator(Generator, Protocol):
+@runtime_checkable
+class StreamingGenerator(Protocol):
     """A backend that can hand frames over one at a time (each valid until the next is asked for)."""
 
     def frames(self, request: ChunkRequest) -> Iterator[np.ndarray]:

@@ -87,6 +87,8 @@ class Voice(_Model):
     rate: float = Field(1.0, ge=0.25, le=4.0, strict=True, description="speaking rate, 1.0 = normal")
     pitch: float = Field(0.0, ge=-24, le=24, strict=True, description="pitch shift in semitones")
     volume: float = Field(1.0, ge=0.0, le=4.0, strict=True, description="gain in the mix, 1.0 = as spoken")
+    settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="engine-specific settings, e.g. piper noise_scale; see `talkstudio voices --engine E`")
 
 
 class FaceSettings(_Model):

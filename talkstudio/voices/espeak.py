@@ -280,6 +280,8 @@ class EspeakEngine:
         problems = []
         if voice.model or voice.reference:
             problems.append("espeak uses no model or reference recording; remove 'model'/'reference' or pick another engine")
+        if voice.settings:
+            problems.append(f"espeak has no settings ({', '.join(voice.settings)}); use rate and pitch instead")
         if (voice.id or "ava") in PRESETS and not voice.language:
             return problems
         if language.lower() not in self._languages:

@@ -124,6 +124,18 @@ def _print_timeline(result) -> None:
               f"mix.wav, cues.json", highlight=False)
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    from talkstudio.errors import InputError, Problem
+
+    settings = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise InputError(Problem(f"--opt {pair!r} is not NAME=VALUE", hint="e.g. --opt steps=20"))
+        settings[name.strip()] = value.strip()
+    return settings
+
+
 @app.command()
 def render(
     script: ScriptArg,
@@ -133,6 +145,7 @@ def render(
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
     burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,
     models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
+    opt: Annotated[Optional[list[str]], typer.Option("--opt", help="backend setting NAME=VALUE, over video.options (repeatable; `doctor` lists them)")] = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
@@ -150,7 +163,7 @@ def render(
     started = time.perf_counter()
     target = output or default_target(script)
     result = render_video(script, target, Cache(cache, enabled=not no_cache), Reporter(quiet=quiet),
-                          RenderOptions(backend, frame_num, seed, burn_subtitles, models))
+                          RenderOptions(backend, frame_num, seed, burn_subtitles, models, _settings(opt or [])))
     if quiet:
         return
     if not result.up_to_date:
@@ -241,6 +254,21 @@ def doctor(
     for check in checks(models):
         table.add_row(check.name, "[green]ok[/green]" if check.ok else "[red]no[/red]", escape(check.detail))
     out.print(table)
+    _print_backend_options()
+
+
+def _print_backend_options() -> None:
+    from talkstudio.generators import GENERATORS
+
+    for info in GENERATORS.values():
+        if not info.options:
+            continue
+        table = Table(title=f"{info.name} options (video.options or render --opt NAME=VALUE)", box=box.SIMPLE_HEAD)
+        for column in ("option", "default", "meaning"):
+            table.add_column(column, overflow="fold")
+        for option in info.options:
+            table.add_row(option.name, "auto" if option.default is None else str(option.default), option.help)
+        out.print(table)
 
 
 @app.command()

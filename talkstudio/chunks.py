@@ -28,21 +28,27 @@ CHUNK_FORMAT = 1
 
 
 def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cache, reporter: Reporter,
-                  frame_num: int | None = None, seed: int = 0) -> tuple[list[Path], int]:
-    """The partial movie files in order, and how many had to be rendered."""
+                  frame_num: int | None = None, seed: int = 0,
+                  scenes: set[int] | None = None) -> tuple[list[Path], int]:
+    """The partial movie files in order, and how many had to be rendered; only those of the `scenes`
+    (indices) when given."""
     info = generator.info
-    plans = scene_plans(screenplay, timeline, info, frame_num)
+    plans = [spans if scenes is None or index in scenes else []
+             for index, spans in enumerate(scene_plans(screenplay, timeline, info, frame_num))]
     encoder = EncoderPool(timeline.fps, screenplay.video.size)
     partials: list[Path] = []
     rendered = 0
+    colour = info.colour_match if screenplay.video.colour_match is None else screenplay.video.colour_match
     with reporter.task("chunks", sum(len(p) for p in plans)) as advance:
         for index, (scene, stage, spans) in enumerate(zip(screenplay.scenes, stages, plans)):
+            if not spans:
+                continue
             phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
             base = {
                 "format": CHUNK_FORMAT, "backend": info.name, "version": generator.version(),
                 "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
                 "stage": stage.key, "prompt": scene.prompt or "",
-                "seed": seed, "encoder": VIDEO_CODEC_ARGS, "overlap": info.overlap,
+                "seed": seed, "encoder": VIDEO_CODEC_ARGS, "overlap": info.overlap, "colour_match": colour,
             }
             previous_key, previous_tail = None, None
             for span in spans:
@@ -66,7 +72,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                         tail = None
                     else:
                         frames = _checked(generator.generate(request), span, stage)
-                        if screenplay.video.colour_match:
+                        if colour:
                             frames = colour_match(frames, stage.image)
                         tail = frames[span.frame_num - info.motion_frames:] if info.chained else None
                         if tail is not None:

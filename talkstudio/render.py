@@ -37,6 +37,7 @@ class RenderOptions:
     seed: int | None = None  # overrides video.seed
     burn_subtitles: bool = False
     models: Path | None = None  # model folders of GPU backends
+    backend_options: dict = field(default_factory=dict)  # NAME -> text, over video.options
 
 
 @dataclass
@@ -110,11 +111,11 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     _check_output_folder(work_dir)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
+    settings = _settings(options)
     subtitle_paths = {kind: target.with_suffix(f".{kind}") for kind in ("srt", "vtt", "ass")}
 
     # 0. nothing to do when the video was made from exactly these inputs and settings
-    if cache.enabled and target.exists() and manifest.up_to_date(work_dir, "video", script, settings):
+    if video_up_to_date(script, target, cache, options):
         reporter.info(f"{target}: up to date (inputs unchanged); --no-cache redoes it")
         cues = json.loads((work_dir / "cues.json").read_text())
         return VideoResult(target, work_dir, subtitle_paths, AudioResult(work_dir, cues, up_to_date=True),
@@ -169,6 +170,44 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     return VideoResult(target, work_dir, subtitles, audio, len(partials), len(partials) - rendered, timings)
 
 
+def _settings(options: RenderOptions) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
+
+
+def video_up_to_date(script: Path, target: Path, cache: Cache, options: RenderOptions) -> bool:
+    """The video at `target` was made from exactly these inputs and settings (reads only the manifest)."""
+    target = Path(target)
+    return (cache.enabled and target.exists()
+            and manifest.up_to_date(target.with_suffix(""), "video", script, _settings(options)))
+
+
+def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, reporter: Reporter,
+                        options: RenderOptions | None = None) -> tuple[int, int]:
+    """Render the chunks of some scenes into the cache only, and say how many there are and how many had
+    to be rendered. Scenes are independent (no carry across a cut), so batch workers can render an
+    episode's scenes at once; render_video then finds every chunk cached and only assembles."""
+    options = options or RenderOptions()
+    from talkstudio.chunks import render_chunks
+    from talkstudio.generators import GENERATORS, get_generator
+    from talkstudio.screenplay import load_screenplay
+    from talkstudio.speech import speak_all, timeline_rate
+    from talkstudio.stage import build_stage
+    from talkstudio.timeline import build_timeline
+
+    screenplay = load_screenplay(script)
+    generator = _generator(screenplay, options, GENERATORS, get_generator)
+    seed = options.seed if options.seed is not None else screenplay.video.seed
+    chosen = {index for index, scene in enumerate(screenplay.scenes) if scene.id in scene_ids}
+    stages = [build_stage(screenplay, scene, cache) if index in chosen else None
+              for index, scene in enumerate(screenplay.scenes)]
+    rate = timeline_rate(screenplay)
+    # every line is spoken: the mix's loudness, and so each scene's audio, depends on all of them
+    timeline = build_timeline(screenplay, speak_all(screenplay, cache, rate, reporter)[0], rate)
+    partials, rendered = render_chunks(screenplay, timeline, stages, generator, cache, reporter,
+                                       frame_num=options.frame_num, seed=seed, scenes=chosen)
+    return len(partials), rendered
+
+
 def _write_stages(path: Path, screenplay, stages) -> None:
     """Who is where in each scene's picture (face boxes, mouths), for people and tools checking a render."""
     from talkstudio.cache import atomic_write
@@ -184,8 +223,15 @@ def _generator(screenplay, options: RenderOptions, known: dict, get_generator):
     name = options.backend or screenplay.video.backend
     if name not in known:
         raise InputError(Problem(f"unknown backend '{name}'", hint=f"backends: {', '.join(known)}"))
+    info = known[name]
     try:
-        generator = get_generator(name, models=options.models) if name != "puppet" else get_generator(name)
+        settings = info.parse_options({**screenplay.video.options, **options.backend_options})
+    except ValueError as error:
+        raise InputError(Problem(str(error), hint="`talkstudio doctor` lists each backend's options")) from None
+    if info.needs_gpu:
+        settings["models"] = options.models
+    try:
+        generator = get_generator(name, **settings)
     except NotImplementedError as error:
         raise InputError(Problem(str(error))) from None
     if options.backend:

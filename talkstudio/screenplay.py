@@ -103,8 +103,10 @@ class Video(_Model):
     backend: str = Field(DEFAULT_GENERATOR, description="generator: " + ", ".join(GENERATORS))
     seed: int = Field(0, ge=0, le=2**31 - 1, strict=True, description="seed for everything random in the picture")
     faces: FaceSettings = Field(default_factory=FaceSettings, description="how faces are found in images")
-    colour_match: bool = Field(False, strict=True, description="pull each chunk's colours to the stage image "
-                                                               "(against drift in long generated videos)")
+    colour_match: bool | None = Field(None, strict=True, description="pull each chunk's colours to the stage image "
+                                      "(against drift in long generated videos); default: on for generative backends")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="backend settings, e.g. {steps: 20}; `talkstudio doctor` lists them")
 
 
 class AudioSettings(_Model):
@@ -405,6 +407,8 @@ class _Checker:
         if s.video.backend not in GENERATORS:
             self.fail(("video", "backend"), f"unknown backend '{s.video.backend}'",
                       _suggest(s.video.backend, list(GENERATORS), "backends"))
+        elif s.video.options:
+            self._check_backend_options(GENERATORS[s.video.backend])
         if s.video.faces.insightface_root is not None:
             s.video.faces.insightface_root = self._file(("video", "faces", "insightface_root"),
                                                         s.video.faces.insightface_root, "model", folder_ok=True)
@@ -427,6 +431,15 @@ class _Checker:
             self._resolve_voice_files(character.voice, path + ("voice",))
             character.voice = _merge_voices(defaults, character.voice)
             self._check_voice(character.voice, path + ("voice",))
+
+    def _check_backend_options(self, info) -> None:
+        known = [option.name for option in info.options]
+        for name, value in self.s.video.options.items():
+            try:
+                info.parse_options({name: value})
+            except ValueError as error:
+                hint = None if name in known else _suggest(name, known, f"{info.name} options")
+                self.fail(("video", "options", name), str(error), hint, prefer_key=name not in known)
 
     def _resolve_voice_files(self, voice: Voice, path: tuple) -> None:
         if voice.model is not None:

@@ -1,7 +1,7 @@
 """A tiny AnyTalker window end to end on the CPU: real DiT, VAE (diffusers), wav2vec, masks and sampler.
 
-The text and CLIP encoders are small stand-ins built here (the loaders for the official T5 and
-CLIP files are not built yet); everything else is the real code path at a tiny size.
+The text and CLIP encoders are small stand-ins built here, so these tests look at the window
+pipeline alone; tests/test_anytalker_e2e.py loads every network from official-format files.
 """
 
 import numpy as np

@@ -20,6 +20,40 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Option:
+    """A backend setting, from `video.options` in the screenplay or `render --opt NAME=VALUE`."""
+
+    name: str
+    default: object  # None: chosen by the backend at run time ("auto")
+    kind: type  # int, float, bool or str
+    help: str
+
+    def parse(self, value):
+        """The value as this option's kind; ValueError with a plain message when it is not one."""
+        if isinstance(value, str) and self.kind is not str:
+            text = value.strip().lower()
+            if text == "auto":
+                return None
+            if self.kind is bool:
+                if text in ("true", "yes", "on", "1"):
+                    return True
+                if text in ("false", "no", "off", "0"):
+                    return False
+                raise ValueError(f"{self.name} is true, false or auto, not {value!r}")
+            try:
+                return self.kind(text)
+            except ValueError:
+                raise ValueError(f"{self.name} takes a{'n' if self.kind is int else ''} {self.kind.__name__}, "
+                                 f"not {value!r}") from None
+        if isinstance(value, bool) != (self.kind is bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"{self.name} takes {self.kind.__name__}, not {value!r}")
+        if self.kind is int and isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"{self.name} takes a whole number, not {value!r}")
+        return self.kind(value)
+
+
+@dataclass(frozen=True)
 class GeneratorInfo:
     name: str
     fps: int
@@ -31,7 +65,30 @@ class GeneratorInfo:
     overlap: str = "drop"  # what stitching does with carried frames: "drop" or "crossfade"
     audio_context_s: float = 2.0  # audio needed before and after a window to draw it
     target: str | None = None  # "module:Class" of the implementation; None while it does not exist
+    options: tuple[Option, ...] = ()
+    colour_match: bool = False  # default of video.colour_match: generative backends drift in colour over chunks
 
+    def parse_options(self, values: dict) -> dict:
+        """Settings by name, parsed; ValueError naming the unknown or bad one and what is allowed."""
+        known = {option.name: option for option in self.options}
+        parsed = {}
+        for name, value in values.items():
+            if name not in known:
+                allowed = ", ".join(known) or "none"
+                raise ValueError(f"backend '{self.name}' has no option '{name}' (its options: {allowed})")
+            parsed[name] = known[name].parse(value)
+        return parsed
+
+
+ANYTALKER_OPTIONS = (
+    Option("steps", 40, int, "denoising steps (the original's 40; fewer for drafts)"),
+    Option("guide", 4.5, float, "guidance scale for text and audio together"),
+    Option("shift", 3.0, float, "flow-matching schedule shift (3.0 at 480p)"),
+    Option("max_area", 832 * 480, int, "pixels the model renders at; frames are scaled to the video size"),
+    Option("offload", None, bool, "keep T5, CLIP, VAE and wav2vec off the GPU while idle (auto: GPUs under 40 GiB)"),
+    Option("vae_tiles", None, bool, "decode the VAE in overlapping tiles (auto: when a whole decode would not fit)"),
+    Option("device", None, str, "torch device (auto: cuda when available)"),
+)
 
 GENERATORS: dict[str, GeneratorInfo] = {
     info.name: info
@@ -39,8 +96,8 @@ GENERATORS: dict[str, GeneratorInfo] = {
         GeneratorInfo("puppet", 25, "CPU portrait animation; the embedded default and draft preview",
                       needs_gpu=False, target="talkstudio.generators.puppet:PuppetGenerator"),
         GeneratorInfo("anytalker", 24, "AnyTalker: Wan2.1-Fun-1.3B-InP with identity-aware audio attention",
-                      needs_gpu=True, motion_frames=5, chained=True,
-                      target="talkstudio.generators.anytalker:create"),
+                      needs_gpu=True, motion_frames=5, chained=True, colour_match=True,
+                      target="talkstudio.generators.anytalker:create", options=ANYTALKER_OPTIONS),
         GeneratorInfo("multitalk", 25, "MultiTalk / InfiniteTalk: Wan2.1-I2V-14B with L-RoPE speaker binding",
                       needs_gpu=True, motion_frames=25, chained=True),
     )

@@ -16,16 +16,24 @@ from talkstudio.generators.anytalker.models import model_size
 
 VERSION = "anytalker-0"
 MODELS_ENV = "TALKSTUDIO_MODELS"
+LOW_MEMORY_GIB = 40  # GPUs smaller than this get offloading and tiled VAE decoding by default
 
 
-def create(models=None, device: str | None = None) -> AnyTalkerGenerator:
-    """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS)."""
+def create(models=None, device: str | None = None, steps: int = 40, guide: float = 4.5, shift: float = 3.0,
+           max_area: int = 832 * 480, offload: bool | None = None, vae_tiles: bool | None = None) -> AnyTalkerGenerator:
+    """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS).
+
+    `offload` and `vae_tiles` left to auto turn on for GPUs under LOW_MEMORY_GIB: the 1.3B DiT
+    in bf16 needs ~3 GB, but T5-XXL holds ~11 GB and a whole-window VAE decode at 480p peaks
+    at several GB more, which is what does not fit on 24 GB cards.
+    """
     import os
     from pathlib import Path
 
     from talkstudio.errors import InputError, Problem
     from talkstudio.generators.anytalker.models import load_components, locate
 
+    _check_settings(steps, guide, shift, max_area)
     root = models or os.environ.get(MODELS_ENV)
     if not root:
         raise InputError(Problem("the anytalker backend needs its model folders",
@@ -35,20 +43,51 @@ def create(models=None, device: str | None = None) -> AnyTalkerGenerator:
         import torch
     except ImportError:
         raise InputError(Problem("the anytalker backend needs torch", hint="pip install 'talkstudio[anytalker]'")) from None
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return AnyTalkerGenerator(load_components(files, device), device=device)
+    device = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    low_memory = _gpu_gib(device) < LOW_MEMORY_GIB
+    offload = low_memory if offload is None else offload
+    vae_tiles = low_memory if vae_tiles is None else vae_tiles
+    components = load_components(files, device, offload=offload)
+    if vae_tiles:
+        components.vae.enable_tiling()
+    return AnyTalkerGenerator(components, steps, shift, guide, max_area, device, vae_tiles)
+
+
+def _check_settings(steps, guide, shift, max_area) -> None:
+    from talkstudio.errors import InputError, Problem
+
+    problems = [Problem(message, hint="see `talkstudio doctor` for the anytalker options") for message in (
+        "steps must be at least 1" if steps < 1 else None,
+        "guide must be 1.0 or more (1.0: no guidance)" if guide < 1.0 else None,
+        "shift must be positive" if shift <= 0 else None,
+        f"max_area must be at least {32 * 32} pixels" if max_area < 32 * 32 else None,
+    ) if message]
+    if problems:
+        raise InputError(problems)
+
+
+def _gpu_gib(device: str) -> float:
+    """Memory of the device's GPU in GiB; infinite for the CPU, where nothing is offloaded."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return float("inf")
+    return torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
 
 
 class AnyTalkerGenerator:
     info = GENERATORS["anytalker"]
 
     def __init__(self, components, steps: int = 40, shift: float = 3.0, guide: float = 4.5,
-                 max_area: int = 832 * 480, device: str = "cpu"):
+                 max_area: int = 832 * 480, device: str = "cpu", vae_tiles: bool = False):
         self.components, self.device = components, device
         self.steps, self.shift, self.guide, self.max_area = steps, shift, guide, max_area
+        self.vae_tiles = vae_tiles
 
     def version(self) -> str:
-        return f"{VERSION}:{self.steps}:{self.shift}:{self.guide}:{self.max_area}"
+        # tiled decoding blends tile seams, so its frames differ slightly from a whole decode
+        tiles = ":tiles" if self.vae_tiles else ""
+        return f"{VERSION}:{self.steps}:{self.shift}:{self.guide}:{self.max_area}{tiles}"
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
         from talkstudio.generators.anytalker.pipeline import Window, generate

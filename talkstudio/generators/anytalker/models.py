@@ -106,8 +106,12 @@ def model_size(width: int, height: int, max_area: int = 832 * 480) -> tuple[int,
     return w2, h2
 
 
-def load_components(files: AnyTalkerFiles, device: str = "cuda", dtype=None):
-    """Every network of the backend from the official files (T5 and CLIP in their original precisions)."""
+def load_components(files: AnyTalkerFiles, device: str = "cuda", dtype=None, offload: bool = False):
+    """Every network of the backend from the official files (T5 and CLIP in their original precisions).
+
+    With `offload` the encoders and the VAE are loaded on the CPU and visit the device only while
+    they work, so the GPU holds little more than the DiT.
+    """
     import torch
 
     from talkstudio.generators.anytalker.audio import load_wav2vec
@@ -116,16 +120,14 @@ def load_components(files: AnyTalkerFiles, device: str = "cuda", dtype=None):
     from talkstudio.generators.anytalker.text_encoder import load_text_encoder
     from talkstudio.generators.anytalker.vae import load_wan_vae
 
-    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    text_encoder = load_text_encoder(files.t5, files.t5_tokenizer, device)
-    image_encoder = load_image_encoder(files.clip, device, torch.float16 if device.startswith("cuda") else None)
-
-    def encode_text(prompts):
-        # each prompt's real tokens, zero-padded to a common length (the DiT pads on to text_len)
-        return torch.nn.utils.rnn.pad_sequence(text_encoder(prompts), batch_first=True).to(dtype)
-
-    def encode_image(pictures):
-        return image_encoder(pictures).to(dtype)
-
-    return Components(load_transformer(files, device, dtype), load_wan_vae(files.vae, device),
-                      load_wav2vec(files.wav2vec, device), encode_text, encode_image)
+    cuda = device.startswith("cuda")
+    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
+    resting = "cpu" if offload else device
+    return Components(
+        transformer=load_transformer(files, device, dtype),
+        vae=load_wan_vae(files.vae, resting),
+        wav2vec=load_wav2vec(files.wav2vec, resting),
+        text_encoder=load_text_encoder(files.t5, files.t5_tokenizer, resting),
+        image_encoder=load_image_encoder(files.clip, resting, torch.float16 if cuda else None),
+        dtype=dtype, offload=offload,
+    )

@@ -15,8 +15,8 @@ MultiTalk does), and both CFG passes run as one batched forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,8 +45,23 @@ class Components:
     transformer: object  # AnyTalkerTransformer
     vae: object  # diffusers AutoencoderKLWan
     wav2vec: object  # transformers Wav2Vec2Model
-    encode_text: Callable  # list[str] -> [B, L, text_dim]
-    encode_image: Callable  # [B, 3, H, W] in [-1, 1] -> [B, 257, 1280] CLIP tokens
+    text_encoder: object  # prompts -> per prompt [tokens, text_dim]
+    image_encoder: object  # [B, 3, H, W] in [-1, 1] -> [B, 257, 1280] CLIP tokens
+    dtype: object = None  # what the DiT computes in (None: float32)
+    offload: bool = False  # encoders and VAE wait on the CPU while the DiT works
+    prompts: dict = field(default_factory=dict)  # prompt -> its T5 embedding, kept on the CPU
+
+    @contextmanager
+    def using(self, module, device):
+        """`module` on `device` for the block; back on the CPU after it when offloading."""
+        if self.offload:
+            module.to(device)
+        try:
+            yield module
+        finally:
+            if self.offload:
+                module.to("cpu")
+                _free_cached_gpu_memory()
 
 
 @dataclass
@@ -76,15 +91,17 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
     lat_h, lat_w = height // VAE_STRIDE[1], width // VAE_STRIDE[2]
 
     # 1. conditions (row 0: conditional, row 1: unconditional)
-    text = components.encode_text([window.prompt, NEGATIVE_PROMPT]).to(device)
+    text = _text(components, window.prompt, device)
     picture = to_tensor(window.image[None])[:, 0][None].to(device)
-    clip = components.encode_image(picture).repeat(2, 1, 1)
     masks = [expand(box_mask(face, width, height)) for face in window.faces]
-    faces = [components.encode_image(_crop(picture, face)).repeat(2, 1, 1) for face in window.faces]
+    with components.using(components.image_encoder, device) as encode_image:
+        clip = encode_image(picture).to(dtype=components.dtype).repeat(2, 1, 1)
+        faces = [encode_image(_crop(picture, face)).to(dtype=components.dtype).repeat(2, 1, 1) for face in window.faces]
     audios = []
-    for voice in window.voices:
-        features = frame_features(components.wav2vec, voice, window.frames)[None].to(device)
-        audios.append(torch.cat([features, torch.zeros_like(features)]))
+    with components.using(components.wav2vec, device) as wav2vec:
+        for voice in window.voices:
+            features = frame_features(wav2vec, voice, window.frames)[None].to(device)
+            audios.append(torch.cat([features, torch.zeros_like(features)]))
     tokens = identity_masks(masks, lat_h, lat_w, latent_frames).to(device)
     token_masks = [row[None].repeat(2, 1) for row in tokens]
 
@@ -92,7 +109,8 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
     known = window.carried if window.carried is not None else window.image[None]
     video = torch.zeros(3, window.frames, height, width)
     video[:, :len(known)] = to_tensor(known)
-    known_latents = _encode(components.vae, video[None].to(device))
+    with components.using(components.vae, device) as vae:
+        known_latents = _encode(vae, video[None].to(device))
     mask = inpaint_mask(masks, lat_h, lat_w, window.frames).to(device)
     carried_latents = (len(known) - 1) // VAE_STRIDE[0] + 1 if window.carried is not None else 0
     if carried_latents:
@@ -116,8 +134,30 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
         latent = scheduler.step(guided(pair, guide), t, latent, return_dict=False)[0]
 
     # 4. decode
-    frames = _decode(components.vae, latent)
+    with components.using(components.vae, device) as vae:
+        frames = _decode(vae, latent)
     return ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+
+
+def _text(components: Components, prompt: str, device):
+    """[2, tokens, dim]: the prompt and the negative prompt, each encoded once per process."""
+    import torch
+
+    missing = [p for p in (prompt, NEGATIVE_PROMPT) if p not in components.prompts]
+    if missing:
+        with components.using(components.text_encoder, device) as encode:
+            for text, row in zip(missing, encode(missing)):
+                components.prompts[text] = row.cpu()
+    rows = [components.prompts[prompt], components.prompts[NEGATIVE_PROMPT]]
+    # zero-padded to a common length (the DiT pads on to its text_len)
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device=device, dtype=components.dtype)
+
+
+def _free_cached_gpu_memory():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _crop(picture, face):

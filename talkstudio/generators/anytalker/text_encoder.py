@@ -123,6 +123,10 @@ class TextEncoder:
 
     __call__ = encode
 
+    def to(self, *args, **kwargs):
+        self.model.to(*args, **kwargs)
+        return self
+
 
 def load_umt5_encoder(path: Path | str, device: str = "cpu", dtype=None, config: dict | None = None):
     """UMT5EncoderModel (umt5-xxl unless `config` says otherwise) from an original Wan T5 checkpoint, in eval mode."""

@@ -178,6 +178,66 @@ def render(
 
 
 @app.command()
+def batch(
+    template: Annotated[Path, typer.Argument(help="screenplay template (Jinja2 over YAML), e.g. templates/interview/episode.yaml.j2", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", "-d", help="rows, one episode each: .csv (header line), .jsonl or .yaml (a list)", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "--out", "-o", help="output folder (default: renders/<data file name>)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="write and check every row's screenplay, render nothing")] = False,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="units rendered at once on this machine")] = 1,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids, e.g. 0,1: one local worker per GPU, each seeing only its own (replaces --workers)")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="run on a Ray cluster: its ADDRESS, auto, or local (pip install 'talkstudio[ray]')")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
+    models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="cache shared by all workers; with Ray, a folder every node sees at this path (default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio)")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Render one episode per data row from a screenplay template.
+
+    Each row's screenplay is written to OUT/<episode>/screenplay.yaml (the name from an
+    `episode` or `id` column, else the row number) and checked; bad rows are reported
+    with their row, column and message, and the others go on. Episodes whose video
+    matches its inputs are skipped, so a re-run after a failure, a kill or an edit
+    renders only what is missing. OUT/batch-report.json lists every episode's status,
+    duration and output. Exit code 0 when all are done, 2 when rows are invalid, 1 when
+    episodes failed, 130 when interrupted.
+    """
+    from talkstudio.batch import BatchSettings, check_batch, run_batch
+    from talkstudio.progress import Reporter
+    from talkstudio.render import RenderOptions
+
+    out_dir = output or Path("renders") / data.stem
+    if check:
+        episodes = check_batch(template, data, out_dir)
+        if not quiet:
+            out.print(f"[green]ok[/green] {len(episodes)} rows: every screenplay is valid (in {escape(str(out_dir))}/)",
+                      highlight=False)
+        return
+    settings = BatchSettings(workers, [g.strip() for g in gpus.split(",") if g.strip()] if gpus else [], ray, cache,
+                             RenderOptions(backend=backend, models=models))
+    result = run_batch(template, data, out_dir, settings, Reporter(quiet=quiet))
+    if not quiet or result.exit_code:
+        _print_batch(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _print_batch(result) -> None:
+    colours = {"rendered": "green", "up to date": "green", "failed": "red", "invalid": "red", "interrupted": "yellow"}
+    table = Table(box=box.SIMPLE_HEAD, title=f"batch, {escape(result.runner)}: {result.seconds:.1f} s")
+    for column in ("row", "episode", "status", "video s", "took s", "chunks", "output or error"):
+        table.add_column(column, justify="right" if column in ("row", "video s", "took s") else "left",
+                         overflow="fold")
+    for o in result.outcomes:
+        chunks = f"{o.chunks_rendered}/{o.chunks}" if o.chunks is not None else ""
+        status = f"[{colours.get(o.status, 'white')}]{o.status}[/]"
+        detail = o.output if o.error is None else o.error.splitlines()[0]
+        table.add_row(str(o.row), escape(o.episode), status, f"{o.duration:.1f}" if o.duration else "",
+                      f"{o.seconds:.1f}" if o.seconds else "", chunks, escape(detail or ""))
+    out.print(table)
+    counts = ", ".join(f"{result.count(s)} {s}" for s in colours if result.count(s))
+    out.print(f"{counts}; report: {result.report}", highlight=False)
+
+
+@app.command()
 def plan(
     script: ScriptArg,
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="plan for this generator")] = None,
@@ -205,8 +265,56 @@ def plan(
 
 
 @app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="what to say")],
+    voice: Annotated[Optional[str], typer.Option("--voice", "-v", help="voice id of the engine (espeak: ava, en-gb+m3...)")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="voice engine (default: espeak, or the character's)")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="model file or folder of a neural engine")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="reference recording of a cloning engine")] = None,
+    language: Annotated[Optional[str], typer.Option("--language", help="language code, e.g. en-us")] = None,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="speaking rate, 1.0 = normal")] = None,
+    pitch: Annotated[Optional[float], typer.Option("--pitch", help="pitch shift in semitones")] = None,
+    setting: Annotated[Optional[list[str]], typer.Option("--setting", help="engine setting NAME=VALUE (repeatable)")] = None,
+    delivery: Annotated[Optional[str], typer.Option("--delivery", help="delivery words, e.g. 'whispering, slowly'")] = None,
+    script: Annotated[Optional[Path], typer.Option("--script", help="a screenplay: its lexicon, and --character's voice")] = None,
+    character: Annotated[Optional[str], typer.Option("--character", "-c", help="say it as this cast member of --script")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="WAV file to write")] = Path("say.wav"),
+    play_: Annotated[bool, typer.Option("--play", help="play the sample when written")] = False,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Audition a voice: speak TEXT into a WAV file (and play it), as a screenplay line would sound."""
+    from talkstudio.audition import cast_voice, delivery_hints, play, say as speak
+    from talkstudio.cache import Cache
+
+    given = {"id": voice, "engine": engine, "model": model, "reference": reference, "language": language,
+             "rate": rate, "pitch": pitch, "settings": _engine_settings(setting or []) or None}
+    chosen, lexicon = cast_voice(script, character, {k: v for k, v in given.items() if v is not None})
+    sample = speak(text, chosen, lexicon, delivery_hints(delivery), output, Cache(cache, enabled=not no_cache))
+    source = "from the cache" if sample.from_cache else f"in {sample.took:.2f} s ({sample.seconds / max(sample.took, 1e-6):.0f}x real time)"
+    out.print(f"wrote {output}: {sample.seconds:.2f} s, {chosen.engine} voice {chosen.id or 'default'}, {source}",
+              highlight=False)
+    if play_ and play(output) is None:
+        out.print("no audio player found (ffplay, paplay, aplay, afplay, play); open the file yourself", highlight=False)
+
+
+def _engine_settings(pairs: list[str]) -> dict:
+    """NAME=VALUE pairs with numbers and true/false read as such (engines check names and types)."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise InputError(f"--setting {pair!r} is not NAME=VALUE, e.g. --setting noise_scale=0.5")
+        settings[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return settings
+
+
+@app.command()
 def voices(
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="list only this engine")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="the voices and speakers in this model (with --engine)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="list every language and variant, not only presets")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -217,12 +325,25 @@ def voices(
     if engine and engine not in names:
         raise InputError(f"unknown voice engine '{engine}'; installed: {', '.join(names)}")
     listing = {}
+    if model is not None and not engine:
+        raise InputError("--model needs --engine, the engine that reads it")
+    if model is not None and not model.exists():
+        raise InputError(f"--model {model}: no such file or folder")
     for name in [engine] if engine else names:
         try:
             e = get_engine(name)
-            listing[name] = {"version": e.version(), "voices": e.voices()}
         except ImportError as error:
             listing[name] = {"version": f"not loadable: {error}", "voices": []}
+            continue
+        try:
+            version = e.version()
+        except ImportError as error:  # its package is missing; a model's speakers can still be read
+            version = f"not loadable: {error}"
+        try:
+            found = e.voices(model) if model else ([] if version.startswith("not loadable") else e.voices())
+        except ValueError as error:  # the model is not one this engine reads
+            raise InputError(f"{name}: {error}") from None
+        listing[name] = {"version": version, "voices": found}
     if as_json:
         out.print_json(json.dumps({n: {"version": v["version"], "voices": [vars(x) for x in v["voices"]]}
                                    for n, v in listing.items()}))

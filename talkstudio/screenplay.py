@@ -89,6 +89,8 @@ class Voice(_Model):
     volume: float = Field(1.0, ge=0.0, le=4.0, strict=True, description="gain in the mix, 1.0 = as spoken")
     settings: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="engine-specific settings, e.g. piper noise_scale; see `talkstudio voices --engine E`")
+    whisper: bool = Field(False, strict=True, description="whisper (natively where the engine can, else softer)")
+    emphasis: bool = Field(False, strict=True, description="stress (natively where the engine can, else louder, slower)")
 
 
 class FaceSettings(_Model):
@@ -129,6 +131,22 @@ class Character(_Model):
     face: FaceBox | None = None
 
 
+def _delivery_words(value: Any) -> Any:
+    from talkstudio.delivery import parse_delivery_words
+
+    return parse_delivery_words(value) if isinstance(value, str) else value
+
+
+class Delivery(_Model):
+    """How one line is said. Shorthand: words, e.g. `delivery: whispering, slowly`."""
+
+    rate: float = Field(1.0, ge=0.25, le=4.0, strict=True, description="times the voice's rate")
+    pitch: float = Field(0.0, ge=-12, le=12, strict=True, description="semitones over the voice's pitch")
+    volume: float = Field(1.0, ge=0.0, le=4.0, strict=True, description="gain of this line in the mix")
+    whisper: bool = Field(False, strict=True)
+    emphasis: bool = Field(False, strict=True)
+
+
 class Line(_Model):
     """One line of dialogue. Shorthand: `- ana: Hello there` (plus any other field)."""
 
@@ -140,6 +158,8 @@ class Line(_Model):
                                   description="start this many seconds before the previous line ends")
     prompt: str | None = Field(None, description="what the picture shows while this line is spoken")
     emotion: str | None = None
+    delivery: Annotated[Delivery | None, BeforeValidator(_delivery_words)] = Field(
+        None, description="rate, pitch, volume, whisper, emphasis; or words: 'whispering, slowly'")
     _where: str = PrivateAttr("")
 
     @property
@@ -162,6 +182,8 @@ class Screenplay(_Model):
     title: str | None = None
     video: Video = Field(default_factory=Video)
     voice: Voice = Field(default_factory=Voice, description="defaults for every character's voice")
+    lexicon: dict[str, str] = Field(default_factory=dict, description="pronunciations for every voice: "
+                                    "{NASA: nasa, Siobhan: shiv-awn}; whole words, capitals match exactly")
     audio: AudioSettings = Field(default_factory=AudioSettings)
     timing: Timing = Field(default_factory=Timing)
     cast: dict[str, Character] = Field(min_length=1)
@@ -586,4 +608,6 @@ def json_schema() -> dict:
     defs["Voice"] = {"anyOf": [{"type": "string", "description": "voice id"}, {"$ref": "#/$defs/VoiceFields"}]}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "talkstudio screenplay"
+    delivery = defs["LineFields"]["properties"]["delivery"]
+    delivery["anyOf"].insert(1, {"type": "string", "description": "delivery words, e.g. 'whispering, slowly'"})
     return schema

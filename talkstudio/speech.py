@@ -18,6 +18,7 @@ import numpy as np
 
 from talkstudio.audio_io import read_audio, resample
 from talkstudio.cache import Cache, atomic_write, content_key, file_digest
+from talkstudio.delivery import apply_lexicon, rendition, restore_words
 from talkstudio.progress import Reporter
 from talkstudio.screenplay import Line, Screenplay, Voice
 from talkstudio.voices import Phoneme, Speech, Word, get_engine
@@ -35,6 +36,7 @@ class Clip:
     length: int  # samples at that rate
     words: list[Word] = field(default_factory=list)
     phonemes: list[Phoneme] = field(default_factory=list)
+    gain: float = 1.0  # the line's own gain in the mix (delivery), on top of the voice's volume
 
     @property
     def samples(self) -> np.ndarray:
@@ -113,8 +115,12 @@ def _clip(line: Line, screenplay: Screenplay, cache: Cache, rate: int, stats: Sp
         stats.recorded += 1
         stored = _recorded_cached(line.audio, rate, cache)
         return Clip(stored, rate, len(_clip_samples(stored, rate)))
-    stored, speech = synthesize_cached(line.text, screenplay.cast[line.speaker].voice, cache, stats)
-    return Clip(stored, rate, len(_clip_samples(stored, rate)), speech.words, speech.phonemes)
+    voice = screenplay.cast[line.speaker].voice
+    spoken, respellings = apply_lexicon(line.text, screenplay.lexicon)
+    said = rendition(voice, line.delivery, getattr(get_engine(voice.engine), "native_delivery", frozenset()))
+    stored, speech = synthesize_cached(spoken, said.voice, cache, stats)
+    words = restore_words(speech.words, respellings)
+    return Clip(stored, rate, len(_clip_samples(stored, rate)), words, speech.phonemes, said.gain)
 
 
 def _recorded_cached(audio: Path, rate: int, cache: Cache) -> Path:

@@ -192,7 +192,8 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
         for index, item in enumerate(scene_placed):
             line = scene.lines[index]
             start = span.start_sample + item.start
-            placed.append(_Placed(item.speaker, start, item.clip, screenplay.cast[line.speaker].voice.volume))
+            volume = screenplay.cast[line.speaker].voice.volume * item.clip.gain
+            placed.append(_Placed(item.speaker, start, item.clip, volume))
             cues.append(_cue(scene.id, index, line, item, start, rate, clock))
     placed.sort(key=lambda p: p.start)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from talkstudio.screenplay import Voice
@@ -54,12 +56,13 @@ class VoiceInfo:
 
 class VoiceEngine(Protocol):
     name: str
+    native_delivery: frozenset  # delivery hints it renders itself ("whisper", "emphasis"); others are approximated
 
     def version(self) -> str:
         """Engine and model version: part of every cache key."""
 
-    def voices(self) -> list[VoiceInfo]:
-        """What this engine offers, for `talkstudio voices`."""
+    def voices(self, model: Path | None = None) -> list[VoiceInfo]:
+        """What this engine offers (in `model`, for engines with model files), for `talkstudio voices`."""
 
     def check(self, voice: Voice) -> list[str]:
         """Problems with a voice setting, found without synthesising (empty when fine)."""
@@ -76,6 +79,8 @@ class VoiceEngine(Protocol):
 
 BUILTIN_ENGINES = {
     "espeak": "talkstudio.voices.espeak:EspeakEngine",
+    "piper": "talkstudio.voices.piper:PiperEngine",
+    "coqui": "talkstudio.voices.coqui:CoquiEngine",
 }
 ENTRY_POINT_GROUP = "talkstudio.voices"
 

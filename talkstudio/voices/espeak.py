@@ -115,6 +115,9 @@ PRESETS: dict[str, Preset] = {
     "raj": Preset("en-029", "m1", "male, Caribbean English, warm", pitch=-2.0),
 }
 
+EMPHASIS_RATE = 0.9
+EMPHASIS_RANGE = 30
+
 _lock = threading.Lock()
 
 
@@ -233,6 +236,7 @@ _OUTER_PUNCTUATION = ".,;:!?\"'()[]{}«»“”‘’—–-…¡¿"
 
 class EspeakEngine:
     name = "espeak"
+    native_delivery = frozenset({"whisper", "emphasis", "pitch"})
 
     def version(self) -> str:
         return f"espeak-ng {_lib().version}"
@@ -252,7 +256,9 @@ class EspeakEngine:
                     known.setdefault(languages[rank], (identifier.split("/")[-1], name))
         return known
 
-    def voices(self) -> list[VoiceInfo]:
+    def voices(self, model=None) -> list[VoiceInfo]:
+        if model is not None:
+            raise ValueError("espeak has no model files; `talkstudio voices --engine espeak` lists its voices")
         infos = [VoiceInfo(name, p.description, p.language, "preset") for name, p in PRESETS.items()]
         infos += [VoiceInfo(lang, name, lang, "language") for lang, (_, name) in sorted(self._languages.items())]
         infos += [VoiceInfo(f"+{v}", "variant: add to a language, e.g. en-us+" + v, "", "variant") for v in self._variants]
@@ -300,9 +306,14 @@ class EspeakEngine:
 
     def _parameters(self, voice: Voice) -> tuple[str, int, int, int]:
         name, preset = self._resolve(voice)
-        wpm = round(DEFAULT_WPM * preset.rate * voice.rate)
+        rate, pitch_range = preset.rate * voice.rate, preset.range
+        if voice.whisper:  # espeak's whisper variant replaces the preset's timbre: breath has no pitch
+            name = name.partition("+")[0] + "+whisper"
+        if voice.emphasis:  # stress as a speaker does it: wider intonation, a little slower
+            rate, pitch_range = rate * EMPHASIS_RATE, min(pitch_range + EMPHASIS_RANGE, 99)
+        wpm = round(DEFAULT_WPM * rate)
         pitch = round(50 + PITCH_STEPS_PER_SEMITONE * (preset.pitch + voice.pitch))
-        return name, min(max(wpm, MIN_WPM), MAX_WPM), min(max(pitch, 0), 99), preset.range
+        return name, min(max(wpm, MIN_WPM), MAX_WPM), min(max(pitch, 0), 99), pitch_range
 
     def cache_identity(self, voice: Voice) -> dict:
         name, wpm, pitch, pitch_range = self._parameters(voice)

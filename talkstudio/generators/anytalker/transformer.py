@@ -1,7 +1,8 @@
 """The AnyTalker DiT: Wan2.1 with identity-aware audio cross-attention, in one file.
 
-Read top to bottom: rotary embedding, norms, self-attention, the identity-aware
-cross-attention, the block, the head, the projections, the model. Module names
+Read top to bottom: the identity-aware cross-attention, the block, the audio
+projection, the model; the Wan parts it shares with MultiTalk (rotary embedding,
+norms, self-attention, head) are in `talkstudio/generators/wan.py`. Module names
 equal the keys of the official checkpoint (`1_3B-single-v1.pth`, model_type
 `a2v_af`), so it loads with `load_state_dict(strict=True)` and no renaming.
 
@@ -14,18 +15,18 @@ Attention runs through torch's scaled_dot_product_attention (no flash-attn).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CLIP_DIM = 1280
-CLIP_TOKENS = 257
+from talkstudio.generators.wan import (AUDIO_CHANNELS, AUDIO_LAYERS, AUDIO_WINDOW, CLIP_DIM, VAE_STRIDE_T, Head,
+                                       MLPProj, WanI2VCrossAttention, WanLayerNorm, WanRMSNorm, WanSelfAttention,
+                                       WindowAudioProj, attend, audio_windows, rope_frequencies,
+                                       sinusoidal_embedding, unpatchify)
+
 AUDIO_TOKENS = 32  # per video frame
-AUDIO_WINDOW, AUDIO_LAYERS, AUDIO_CHANNELS = 5, 12, 768  # wav2vec2-base: +-2 frames x 12 layers x 768
-VAE_STRIDE_T = 4
 
 
 @dataclass
@@ -62,80 +63,6 @@ class AnyTalkerConfig:
         if "patch_size" in known:
             known["patch_size"] = tuple(known["patch_size"])
         return cls(**known)
-
-
-# --- rotary position embedding (3D: frames, height, width) --------------------------------
-
-def rope_frequencies(head_dim: int, positions: int = 1024, theta: float = 10000.0) -> torch.Tensor:
-    """Complex rotations [positions, head_dim / 2]: the frame axis takes the remainder, h and w a third each."""
-    parts = [head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6)]
-    freqs = []
-    for part in parts:
-        inverse = 1.0 / torch.pow(theta, torch.arange(0, part, 2, dtype=torch.float32) / part)
-        angles = torch.outer(torch.arange(positions, dtype=torch.float32), inverse)
-        freqs.append(torch.polar(torch.ones_like(angles), angles))
-    return torch.cat(freqs, dim=1)
-
-
-def apply_rope(x: torch.Tensor, grid: tuple[int, int, int], freqs: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, L, heads, head_dim] by each token's (frame, row, column) position."""
-    frames, height, width = grid
-    half = x.shape[-1] // 2
-    f_part, h_part, w_part = freqs[:, : half - 2 * (half // 3)], freqs[:, half - 2 * (half // 3): half - half // 3], \
-        freqs[:, half - half // 3:]
-    rotation = torch.cat([
-        f_part[:frames].view(frames, 1, 1, -1).expand(frames, height, width, -1),
-        h_part[:height].view(1, height, 1, -1).expand(frames, height, width, -1),
-        w_part[:width].view(1, 1, width, -1).expand(frames, height, width, -1),
-    ], dim=-1).reshape(frames * height * width, 1, -1)
-    tokens = frames * height * width
-    pairs = torch.view_as_complex(x[:, :tokens].float().reshape(x.shape[0], tokens, x.shape[2], -1, 2))
-    rotated = torch.view_as_real(pairs * rotation).flatten(3)
-    return torch.cat([rotated, x[:, tokens:].float()], dim=1)
-
-
-# --- norms and attention -------------------------------------------------------------------
-
-class WanRMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
-
-
-class WanLayerNorm(nn.LayerNorm):
-    def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = False):
-        super().__init__(dim, elementwise_affine=elementwise_affine, eps=eps)
-
-    def forward(self, x):
-        return super().forward(x.float()).type_as(x)
-
-
-def attend(q, k, v, mask=None):
-    """q [B, Lq, heads, d], k/v [B, Lk, heads, d] -> [B, Lq, heads * d]; mask [B, 1, Lq, Lk] bool (True = see)."""
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-    return out.transpose(1, 2).flatten(2)
-
-
-class WanSelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6):
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
-
-    def heads(self, x):
-        return x.view(x.shape[0], -1, self.num_heads, self.head_dim)
-
-    def forward(self, x, grid, freqs):
-        q = apply_rope(self.heads(self.norm_q(self.q(x))), grid, freqs)
-        k = apply_rope(self.heads(self.norm_k(self.k(x))), grid, freqs)
-        return self.o(attend(q, k, self.heads(self.v(x))))
 
 
 def frame_audio_attention(q, k_face, v_face, k_audio, v_audio, grid):
@@ -189,22 +116,6 @@ class WanAF2VCrossAttention(WanSelfAttention):
                 q, self.heads(self.norm_k_face(self.k_face(face))), self.heads(self.v_face(face)),
                 self.heads(self.norm_k_audio(self.k_audio(audio))), self.heads(self.v_audio(audio)), grid)
             out = out + heard * mask
-        return self.o(out)
-
-
-class WanI2VCrossAttention(WanSelfAttention):
-    """Wan's image-to-video cross-attention: text (here the CLIP tokens followed by the text, as the
-    legacy path passes it) plus the reference image's CLIP tokens."""
-
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6):
-        super().__init__(dim, num_heads, qk_norm, eps)
-        self.k_img, self.v_img = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.norm_k_img = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
-
-    def forward(self, x, text, image):
-        q = self.heads(self.norm_q(self.q(x)))
-        out = attend(q, self.heads(self.norm_k(self.k(text))), self.heads(self.v(text)))
-        out = out + attend(q, self.heads(self.norm_k_img(self.k_img(image))), self.heads(self.v_img(image)))
         return self.o(out)
 
 
@@ -276,30 +187,6 @@ class WanAttentionBlock(nn.Module):
         return x + self.ffn(self.norm2(x).float() * (1 + scale_ffn) + shift_ffn) * gate_ffn
 
 
-class Head(nn.Module):
-    def __init__(self, config: AnyTalkerConfig):
-        super().__init__()
-        self.norm = WanLayerNorm(config.dim, config.eps)
-        self.head = nn.Linear(config.dim, math.prod(config.patch_size) * config.out_dim)
-        self.modulation = nn.Parameter(torch.randn(1, 2, config.dim) / config.dim ** 0.5)
-
-    def forward(self, x, e):
-        shift, scale = (self.modulation + e.unsqueeze(1)).chunk(2, dim=1)
-        return self.head(self.norm(x) * (1 + scale) + shift)
-
-
-class MLPProj(nn.Module):
-    """CLIP tokens (1280) into the model: LayerNorm, Linear, GELU, Linear, LayerNorm."""
-
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(),
-                                  nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim))
-
-    def forward(self, x):
-        return self.proj(x)
-
-
 class AudioProjModel(nn.Module):
     """wav2vec windows [B, F, 5, 12, 768] -> 32 tokens per video frame [B, F, 32, dim]."""
 
@@ -315,49 +202,6 @@ class AudioProjModel(nn.Module):
         hidden = torch.relu(self.proj2(torch.relu(self.proj1(audio.reshape(batch * frames, -1)))))
         tokens = self.proj3(hidden).reshape(batch * frames, AUDIO_TOKENS, -1)
         return self.norm(tokens).reshape(batch, frames, AUDIO_TOKENS, -1)
-
-
-class LegacyAudioProjModel(nn.Module):
-    """The 14B path's audio tokens, one set per latent frame: latent frame 0 from its 5-frame window,
-    each later one from an 8-window composite of its 4 video frames (see `legacy_audio_windows`)."""
-
-    def __init__(self, config: AnyTalkerConfig):
-        super().__init__()
-        per_window = AUDIO_LAYERS * AUDIO_CHANNELS
-        self.context_tokens, self.output_dim = config.context_tokens, config.audio_output_dim
-        self.proj1 = nn.Linear(config.audio_window * per_window, config.intermediate_dim)
-        self.proj1_vf = nn.Linear((config.audio_window + config.vae_scale - 1) * per_window, config.intermediate_dim)
-        self.proj2 = nn.Linear(config.intermediate_dim, config.intermediate_dim)
-        self.proj3 = nn.Linear(config.intermediate_dim, config.context_tokens * config.audio_output_dim)
-        self.norm = nn.LayerNorm(config.audio_output_dim) if config.norm_output_audio else nn.Identity()
-
-    def forward(self, first, later):
-        batch = first.shape[0]
-        hidden = torch.cat([torch.relu(self.proj1(first.reshape(batch, first.shape[1], -1))),
-                            torch.relu(self.proj1_vf(later.reshape(batch, later.shape[1], -1)))], dim=1)
-        frames = hidden.shape[1]
-        tokens = self.proj3(torch.relu(self.proj2(hidden.reshape(batch * frames, -1))))
-        return self.norm(tokens.reshape(batch * frames, self.context_tokens, self.output_dim)).reshape(
-            batch, frames, self.context_tokens, self.output_dim)
-
-
-def legacy_audio_windows(audio: torch.Tensor, vae_scale: int = VAE_STRIDE_T, window: int = AUDIO_WINDOW):
-    """wav2vec windows [B, F, 5, 12, 768] -> (frame 0's [B, 1, 5, ...], later latent frames' [B, T-1, 8, ...]):
-    for each later latent frame, the first video frame's window up to its centre, the centre of each
-    middle frame, and the last frame's window from its centre (MultiTalk's composite)."""
-    first, later = audio[:, :1], audio[:, 1:]
-    later = later.reshape(later.shape[0], -1, vae_scale, *later.shape[2:])
-    middle = window // 2
-    composite = torch.cat([later[:, :, :1, :middle + 1].flatten(2, 3),
-                           later[:, :, 1:-1, middle:middle + 1].flatten(2, 3),
-                           later[:, :, -1:, middle:].flatten(2, 3)], dim=2)
-    return first, composite
-
-
-def sinusoidal_embedding(dim: int, positions: torch.Tensor) -> torch.Tensor:
-    half = dim // 2
-    angles = torch.outer(positions.float(), torch.pow(10000, -torch.arange(half, dtype=torch.float32) / half))
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
 # --- the model -----------------------------------------------------------------------------
@@ -376,7 +220,7 @@ class AnyTalkerTransformer(nn.Module):
         self.head = Head(config)
         self.img_emb = MLPProj(CLIP_DIM, dim)
         if config.legacy_audio_cross_attn:
-            self.audio_proj = LegacyAudioProjModel(config)
+            self.audio_proj = WindowAudioProj(config)
         else:
             self.audio_emb = AudioProjModel(dim)
         self.audio_ref_emb = MLPProj(CLIP_DIM, dim)
@@ -395,7 +239,7 @@ class AnyTalkerTransformer(nn.Module):
         # 3. conditions: text padded to text_len (as trained), CLIP image, per identity audio and face
         text = self.text_embedding(F.pad(text, (0, 0, 0, config.text_len - text.shape[1])))
         if config.legacy_audio_cross_attn:
-            audio_tokens = [self.audio_proj(*legacy_audio_windows(a, config.vae_scale, config.audio_window))
+            audio_tokens = [self.audio_proj(*audio_windows(a, config.vae_scale, config.audio_window))
                             for a in audios]
         else:
             audio_tokens = [self.audio_emb(a).flatten(1, 2) for a in audios]
@@ -404,11 +248,4 @@ class AnyTalkerTransformer(nn.Module):
         # 4. blocks, head, back to latents
         for block in self.blocks:
             tokens = block(tokens, e6, grid, self.freqs.to(x.device), context)
-        return self.unpatchify(self.head(tokens, e), grid)
-
-    def unpatchify(self, tokens, grid):
-        pt, ph, pw = self.config.patch_size
-        frames, height, width = grid
-        out = tokens.view(tokens.shape[0], frames, height, width, pt, ph, pw, self.config.out_dim)
-        out = torch.einsum("bfhwpqrc->bcfphqwr", out)
-        return out.reshape(tokens.shape[0], self.config.out_dim, frames * pt, height * ph, width * pw)
+        return unpatchify(self.head(tokens, e), grid, config.patch_size, config.out_dim)

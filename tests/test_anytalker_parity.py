@@ -240,3 +240,19 @@ def test_the_14b_checkpoint_is_used_when_it_is_the_one_downloaded(tmp_path):
     assert _variant(tmp_path) == "14B"
     (tmp_path / "AnyTalker" / "1_3B-single-v1.pth").write_bytes(b"")
     assert _variant(tmp_path) == "1.3B"
+
+
+@pytest.mark.parametrize("overrides", [{}, "legacy"], ids=["a2v_af", "legacy-14b"])
+def test_bfloat16_runs_close_to_float32(overrides):
+    """The GPU precision: blocks in bf16, timestep embedding and head in float32, inputs in any dtype."""
+    from talkstudio.generators.wan import cast_for_inference
+    from tests_anytalker_inputs import LEGACY
+
+    model = seeded_model(**(LEGACY if overrides == "legacy" else {}))
+    with torch.no_grad():
+        reference = model(*inputs())
+        cast_for_inference(model, torch.bfloat16)
+        assert model.blocks[0].ffn[0].weight.dtype == torch.bfloat16 and model.head.head.weight.dtype == torch.float32
+        out = model(*inputs())
+    assert out.dtype == torch.float32
+    assert (out - reference).norm() / reference.norm() < 0.05

@@ -65,7 +65,9 @@ class WanLayerNorm(nn.LayerNorm):
         super().__init__(dim, elementwise_affine=elementwise_affine, eps=eps)
 
     def forward(self, x):
-        return super().forward(x.float()).type_as(x)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).type_as(x)
 
 
 def attend(q, k, v, mask=None):
@@ -86,9 +88,13 @@ class WanSelfAttention(nn.Module):
         return x.view(x.shape[0], -1, self.num_heads, self.head_dim)
 
     def forward(self, x, grid, freqs):
-        q = apply_rope(self.heads(self.norm_q(self.q(x))), grid, freqs)
-        k = apply_rope(self.heads(self.norm_k(self.k(x))), grid, freqs)
-        return self.o(attend(q, k, self.heads(self.v(x))))
+        return self.o(attend(*self.rotated_qk(x, grid, freqs), self.heads(self.v(x))))
+
+    def rotated_qk(self, x, grid, freqs):
+        """Queries and keys with their 3-D rotary positions (rotated in float32, back in x's dtype)."""
+        q = apply_rope(self.heads(self.norm_q(self.q(x))), grid, freqs).type_as(x)
+        k = apply_rope(self.heads(self.norm_k(self.k(x))), grid, freqs).type_as(x)
+        return q, k
 
 
 class WanI2VCrossAttention(WanSelfAttention):
@@ -118,7 +124,7 @@ class Head(nn.Module):
 
     def forward(self, x, e):
         shift, scale = (self.modulation + e.unsqueeze(1)).chunk(2, dim=1)
-        return self.head(self.norm(x) * (1 + scale) + shift)
+        return self.head((self.norm(x).float() * (1 + scale) + shift).to(self.head.weight.dtype))
 
 
 class MLPProj(nn.Module):
@@ -185,3 +191,14 @@ def unpatchify(tokens, grid, patch_size, out_dim: int):
     out = tokens.view(tokens.shape[0], frames, height, width, pt, ph, pw, out_dim)
     out = torch.einsum("bfhwpqrc->bcfphqwr", out)
     return out.reshape(tokens.shape[0], out_dim, frames * pt, height * ph, width * pw)
+
+
+def cast_for_inference(model: nn.Module, dtype) -> nn.Module:
+    """The model in `dtype` (bf16 on GPUs) except the timestep embedding, its projection and the head,
+    which stay in float32: the originals run them under fp32 autocast, and the modulation they produce
+    shifts and scales every block."""
+    model.to(dtype=dtype)
+    for part in (model.time_embedding, model.time_projection, model.head):
+        part.float()
+    return model
+

@@ -68,6 +68,7 @@ def load_transformer(files: AnyTalkerFiles, device: str = "cpu", dtype=None):
     import torch
 
     from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer, rope_frequencies
+    from talkstudio.generators.wan import cast_for_inference
 
     settings = json.loads(files.dit_config.read_text())
     if settings.get("model_type", "a2v_af") != "a2v_af":
@@ -80,7 +81,7 @@ def load_transformer(files: AnyTalkerFiles, device: str = "cpu", dtype=None):
     state = state.get("model", state)
     model.load_state_dict(state, strict=True, assign=True)
     model.freqs = rope_frequencies(config.dim // config.num_heads)
-    return model.to(device=device, dtype=dtype).eval()
+    return cast_for_inference(model.to(device=device), dtype or torch.float32).eval()
 
 
 def model_size(width: int, height: int, max_area: int = 832 * 480) -> tuple[int, int]:

@@ -177,14 +177,16 @@ class WanAttentionBlock(nn.Module):
 
     def forward(self, x, e, grid, freqs, context):
         shift, scale, gate, shift_ffn, scale_ffn, gate_ffn = (self.modulation + e).chunk(6, dim=1)
-        x = x + self.self_attn(self.norm1(x).float() * (1 + scale) + shift, grid, freqs) * gate
+        # the modulation is float32; the blocks compute in the model's dtype (bf16 on GPUs), as the original
+        x = (x + self.self_attn((self.norm1(x).float() * (1 + scale) + shift).type_as(x), grid, freqs) * gate).type_as(x)
         if self.legacy:
             text, image, audios, faces, masks = context
             x = x + self.cross_attn(self.norm3(x), torch.cat([image, text], dim=1), image)
             x = x + self.audio_cross_attn(self.norm_x(x), audios, faces, masks, grid[0])
         else:
             x = x + self.cross_attn(self.norm3(x), *context, grid)
-        return x + self.ffn(self.norm2(x).float() * (1 + scale_ffn) + shift_ffn) * gate_ffn
+        y = self.ffn((self.norm2(x).float() * (1 + scale_ffn) + shift_ffn).type_as(x))
+        return (x + y * gate_ffn).type_as(x)
 
 
 class AudioProjModel(nn.Module):
@@ -229,12 +231,15 @@ class AnyTalkerTransformer(nn.Module):
     def forward(self, x, t, text, clip, audios, faces, masks):
         """The flow prediction [B, out_dim, T, H, W] for latents x [B, in_dim, T, H, W] at times t [B]."""
         config = self.config
+        dtype = self.patch_embedding.weight.dtype
+        text, clip = text.to(dtype), clip.to(dtype)
+        audios, faces = [a.to(dtype) for a in audios], [f.to(dtype) for f in faces]
         # 1. patches, and the grid they lie on
-        tokens = self.patch_embedding(x)
+        tokens = self.patch_embedding(x.to(dtype))
         grid = tuple(tokens.shape[2:])
         tokens = tokens.flatten(2).transpose(1, 2)
-        # 2. time modulation
-        e = self.time_embedding(sinusoidal_embedding(config.freq_dim, t))
+        # 2. time modulation, in float32 (`cast_for_inference`)
+        e = self.time_embedding(sinusoidal_embedding(config.freq_dim, t).to(x.device))
         e6 = self.time_projection(e).unflatten(1, (6, config.dim))
         # 3. conditions: text padded to text_len (as trained), CLIP image, per identity audio and face
         text = self.text_embedding(F.pad(text, (0, 0, 0, config.text_len - text.shape[1])))

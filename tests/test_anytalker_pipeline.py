@@ -54,7 +54,7 @@ def wide_wav2vec():
 def components():
     from diffusers import AutoencoderKLWan
 
-    from talkstudio.generators.anytalker.pipeline import Components
+    from talkstudio.generators.wan_pipeline import Components
 
     torch.manual_seed(7)
     vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,

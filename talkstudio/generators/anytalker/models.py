@@ -117,7 +117,7 @@ def load_components(files: AnyTalkerFiles, device: str = "cuda", dtype=None, off
 
     from talkstudio.generators.anytalker.audio import load_wav2vec
     from talkstudio.generators.anytalker.image_encoder import load_image_encoder
-    from talkstudio.generators.anytalker.pipeline import Components
+    from talkstudio.generators.wan_pipeline import Components
     from talkstudio.generators.anytalker.text_encoder import load_text_encoder
     from talkstudio.generators.anytalker.vae import load_wan_vae
 

@@ -15,16 +15,15 @@ MultiTalk does), and both CFG passes run as one batched forward.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from talkstudio.generators.anytalker.audio import frame_features
 from talkstudio.generators.anytalker.masks import box_mask, expand, identity_masks, inpaint_mask
 from talkstudio.generators.anytalker.sampling import guided, make_scheduler
-
-VAE_STRIDE = (4, 8, 8)
+from talkstudio.generators.wan_pipeline import (VAE_STRIDE, Components, decode_latents, encode_latents,
+                                                encode_prompts, to_tensor)
 # the original's default negative prompt (shared_config.sample_neg_prompt): the model was tuned with it
 NEGATIVE_PROMPT = (
     "This shot begins with a scene, then becomes a distorted scene with subtitles, captions, and words on the "
@@ -41,30 +40,6 @@ NEGATIVE_PROMPT = (
 
 
 @dataclass
-class Components:
-    transformer: object  # AnyTalkerTransformer
-    vae: object  # diffusers AutoencoderKLWan
-    wav2vec: object  # transformers Wav2Vec2Model
-    text_encoder: object  # prompts -> per prompt [tokens, text_dim]
-    image_encoder: object  # [B, 3, H, W] in [-1, 1] -> [B, 257, 1280] CLIP tokens
-    dtype: object = None  # what the DiT computes in (None: float32)
-    offload: bool = False  # encoders and VAE wait on the CPU while the DiT works
-    prompts: dict = field(default_factory=dict)  # prompt -> its T5 embedding, kept on the CPU
-
-    @contextmanager
-    def using(self, module, device):
-        """`module` on `device` for the block; back on the CPU after it when offloading."""
-        if self.offload:
-            module.to(device)
-        try:
-            yield module
-        finally:
-            if self.offload:
-                module.to("cpu")
-                _free_cached_gpu_memory()
-
-
-@dataclass
 class Window:
     image: np.ndarray  # [H, W, 3] uint8, at the model size
     faces: list  # per identity: (x, y, w, h) in the image
@@ -72,13 +47,6 @@ class Window:
     frames: int  # 4n + 1
     prompt: str = ""
     carried: np.ndarray | None = None  # [m, H, W, 3] uint8 frames this window starts with
-
-
-def to_tensor(frames: np.ndarray):
-    """[N, H, W, 3] uint8 -> [3, N, H, W] float in [-1, 1]."""
-    import torch
-
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
 
 
 def generate(components: Components, window: Window, steps: int = 40, shift: float = 3.0, guide: float = 4.5,
@@ -91,7 +59,7 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
     lat_h, lat_w = height // VAE_STRIDE[1], width // VAE_STRIDE[2]
 
     # 1. conditions (row 0: conditional, row 1: unconditional)
-    text = _text(components, window.prompt, device)
+    text = encode_prompts(components, window.prompt, NEGATIVE_PROMPT, device)
     picture = to_tensor(window.image[None])[:, 0][None].to(device)
     masks = [expand(box_mask(face, width, height)) for face in window.faces]
     with components.using(components.image_encoder, device) as encode_image:
@@ -110,7 +78,7 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
     video = torch.zeros(3, window.frames, height, width)
     video[:, :len(known)] = to_tensor(known)
     with components.using(components.vae, device) as vae:
-        known_latents = _encode(vae, video[None].to(device))
+        known_latents = encode_latents(vae, video[None].to(device))
     mask = inpaint_mask(masks, lat_h, lat_w, window.frames).to(device)
     carried_latents = (len(known) - 1) // VAE_STRIDE[0] + 1 if window.carried is not None else 0
     if carried_latents:
@@ -135,29 +103,8 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
 
     # 4. decode
     with components.using(components.vae, device) as vae:
-        frames = _decode(vae, latent)
+        frames = decode_latents(vae, latent)
     return ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
-
-
-def _text(components: Components, prompt: str, device):
-    """[2, tokens, dim]: the prompt and the negative prompt, each encoded once per process."""
-    import torch
-
-    missing = [p for p in (prompt, NEGATIVE_PROMPT) if p not in components.prompts]
-    if missing:
-        with components.using(components.text_encoder, device) as encode:
-            for text, row in zip(missing, encode(missing)):
-                components.prompts[text] = row.cpu()
-    rows = [components.prompts[prompt], components.prompts[NEGATIVE_PROMPT]]
-    # zero-padded to a common length (the DiT pads on to its text_len)
-    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device=device, dtype=components.dtype)
-
-
-def _free_cached_gpu_memory():
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _crop(picture, face):
@@ -166,28 +113,3 @@ def _crop(picture, face):
 
     x1, y1, x2, y2 = (int(v) for v in square_box(face, picture.shape[-1], picture.shape[-2]))
     return picture[..., y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
-
-
-def _latent_stats(vae, device):
-    import torch
-
-    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
-    return mean, std
-
-
-def _encode(vae, video):
-    """Normalised latents (mean removed, divided by std), as the DiT was trained on."""
-    import torch
-
-    mean, std = _latent_stats(vae, video.device)
-    with torch.no_grad():
-        return (vae.encode(video).latent_dist.mode() - mean) / std
-
-
-def _decode(vae, latent):
-    import torch
-
-    mean, std = _latent_stats(vae, latent.device)
-    with torch.no_grad():
-        return vae.decode(latent * std + mean).sample

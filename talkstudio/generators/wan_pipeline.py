@@ -1,0 +1,88 @@
+"""Pipeline parts every Wan-based talking backend shares: the networks and where they live, pictures
+as tensors, VAE latents in the normalisation the DiTs were trained on, and prompt embeddings."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VAE_STRIDE = (4, 8, 8)
+
+
+@dataclass
+class Components:
+    transformer: object  # the DiT
+    vae: object  # diffusers AutoencoderKLWan
+    wav2vec: object  # transformers Wav2Vec2Model
+    text_encoder: object  # prompts -> per prompt [tokens, text_dim]
+    image_encoder: object  # [B, 3, H, W] in [-1, 1] -> [B, 257, 1280] CLIP tokens
+    dtype: object = None  # what the DiT computes in (None: float32)
+    offload: bool = False  # encoders and VAE wait on the CPU while the DiT works
+    prompts: dict = field(default_factory=dict)  # prompt -> its T5 embedding, kept on the CPU
+
+    @contextmanager
+    def using(self, module, device):
+        """`module` on `device` for the block; back on the CPU after it when offloading."""
+        if self.offload:
+            module.to(device)
+        try:
+            yield module
+        finally:
+            if self.offload:
+                module.to("cpu")
+                free_cached_gpu_memory()
+
+
+def to_tensor(frames: np.ndarray):
+    """[N, H, W, 3] uint8 -> [3, N, H, W] float in [-1, 1]."""
+    import torch
+
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def encode_prompts(components: Components, prompt: str, negative: str, device):
+    """[2, tokens, dim]: the prompt and the negative prompt, each encoded once per process."""
+    import torch
+
+    missing = [p for p in (prompt, negative) if p not in components.prompts]
+    if missing:
+        with components.using(components.text_encoder, device) as encode:
+            for text, row in zip(missing, encode(missing)):
+                components.prompts[text] = row.cpu()
+    rows = [components.prompts[prompt], components.prompts[negative]]
+    # zero-padded to a common length (the DiT pads on to its text_len)
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device=device, dtype=components.dtype)
+
+
+def free_cached_gpu_memory():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _latent_stats(vae, device):
+    import torch
+
+    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
+    return mean, std
+
+
+def encode_latents(vae, video):
+    """Normalised latents (mean removed, divided by std), as the DiT was trained on."""
+    import torch
+
+    mean, std = _latent_stats(vae, video.device)
+    with torch.no_grad():
+        return (vae.encode(video).latent_dist.mode() - mean) / std
+
+
+def decode_latents(vae, latent):
+    import torch
+
+    mean, std = _latent_stats(vae, latent.device)
+    with torch.no_grad():
+        return vae.decode(latent * std + mean).sample

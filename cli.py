@@ -185,7 +185,7 @@ def batch(
     check: Annotated[bool, typer.Option("--check", help="write and check every row's screenplay, render nothing")] = False,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="units rendered at once on this machine")] = 1,
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids, e.g. 0,1: one local worker per GPU, each seeing only its own (replaces --workers)")] = None,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="run on a Ray cluster: its ADDRESS, auto, or local (pip install 'talkstudio[ray]')")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="run on a Ray cluster: its ADDRESS, auto, or local (pip install 'talkstudio\\[ray]')")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
     models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="cache shared by all workers; with Ray, a folder every node sees at this path (default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio)")] = None,
@@ -235,6 +235,108 @@ def _print_batch(result) -> None:
     out.print(table)
     counts = ", ".join(f"{result.count(s)} {s}" for s in colours if result.count(s))
     out.print(f"{counts}; report: {result.report}", highlight=False)
+
+
+@app.command(name="edit")
+def edit_(
+    video: Annotated[Path, typer.Argument(help="an mp4 made by `talkstudio render` (its folder beside it has cues.json, stages.json)", show_default=False)],
+    edl: Annotated[Optional[Path], typer.Option("--edl", help="apply this edit decision list (edited by you) instead of deciding the shots")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the cut to write (default: VIDEO's name + .cut.mp4)")] = None,
+    min_shot: Annotated[float, typer.Option("--min-shot", min=0.1, help="no shot shorter than this, seconds")] = 1.5,
+    reactions: Annotated[float, typer.Option("--reactions", min=0.0, max=1.0, help="chance that a silence long enough for a shot shows a listener")] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the reaction shots' choice")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing, different edit decision list")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Multicam edit of a render: cut between the wide shot and close-ups of whoever speaks.
+
+    Close-ups are cropped from the wide render around each face. The automatic edit shows
+    the speaker (close-up or wide), goes wide when people talk at once, in rapid exchanges
+    and at each scene's start, cuts to a listener now and then in a silence, and holds every
+    shot at least --min-shot seconds. Its decisions are written beside VIDEO as .edl.txt,
+    one shot a line (START END wide | close NAME); edit them and re-apply with --edl FILE.
+    """
+    from talkstudio.multicam import EditSettings, edit_video
+
+    settings = EditSettings(min_shot=min_shot, reactions=reactions, seed=seed)
+    result = edit_video(video, output, edl, settings, overwrite)
+    if not quiet:
+        close = sum(1 for shot in result.shots if shot.close)
+        source = "wrote the decisions to" if result.decided else "applied"
+        out.print(f"{len(result.shots)} shots ({close} close-ups); {source} {result.edl}; wrote {result.target}",
+                  highlight=False)
+
+
+@app.command(name="import")
+def import_(
+    script: Annotated[Path, typer.Argument(help="a Fountain screenplay (.fountain)", show_default=False)],
+    cast: Annotated[Path, typer.Option("--cast", "-c", help="YAML with cast: (and optionally voice:, video:, timing:, lexicon:)", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the screenplay YAML to write (default: SCRIPT with .yaml)")] = None,
+) -> None:
+    """Import a Fountain screenplay as a talkstudio screenplay YAML.
+
+    Scene headings become scenes (the first action paragraph their prompt), character cues
+    the speakers (extensions such as (V.O.) ignored; matched to cast ids and names in any
+    case), parentheticals delivery words (whispering, quietly, shouting...), a pause for
+    (beat), or else the line's emotion; dual dialogue (^) overlaps the line before.
+    Characters missing from the cast are all reported with their line numbers.
+    """
+    from talkstudio.fountain import import_fountain
+
+    result = import_fountain(script, cast, output or script.with_suffix(".yaml"))
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {result.output}: {result.scenes} scenes, {result.lines} lines", highlight=False)
+
+
+@app.command()
+def podcast(
+    cast_file: Annotated[Path, typer.Option("--cast", help="cast YAML: cast (names, portraits), optional title, video, audio, stage, detection", show_default=False)],
+    track: Annotated[list[str], typer.Option("--track", "-t", help="NAME=FILE: a cast member's recording, any format ffmpeg reads (repeatable; left to right on stage)", show_default=False)],
+    transcript: Annotated[Optional[Path], typer.Option("--transcript", help="SRT, VTT or plain 'Name: text' lines; without it, no subtitles")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write (default: renders/<cast file>.mp4)")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
+    frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
+    burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,
+    models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
+    opt: Annotated[Optional[list[str]], typer.Option("--opt", help="backend setting NAME=VALUE (repeatable)")] = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Turn a recorded episode (one recording per host) into a video of the hosts talking.
+
+    Speech is found on every track by voice activity detection (Silero VAD); what one
+    microphone only hears from another host (bleed) goes to that host, short pauses are
+    merged, and each track is gated to its speech as that host's concat-pad track. With
+    --transcript, subtitles come from it, aligned to the detected speech; without one there
+    are no subtitles. Needs pip install 'talkstudio\\[podcast]'.
+    """
+    from talkstudio.cache import Cache
+    from talkstudio.podcast import parse_tracks, render_podcast
+    from talkstudio.progress import Reporter
+    from talkstudio.render import RenderOptions
+
+    started = time.perf_counter()
+    target = output or Path("renders") / f"{cast_file.stem}.mp4"
+    result = render_podcast(cast_file, parse_tracks(track), transcript, target, Cache(cache, enabled=not no_cache),
+                            Reporter(quiet=quiet), RenderOptions(backend, frame_num, seed, burn_subtitles, models,
+                                                                 _settings(opt or [])))
+    if quiet:
+        return
+    names = {s["id"]: s["name"] for s in result.cues["speakers"]}
+    for speaker, found in result.regions.items():
+        out.print(f"{escape(names[speaker])}: {len(found)} regions, {sum(e - s for s, e in found):.1f} s of speech",
+                  highlight=False)
+    duration, took = result.cues["duration"], time.perf_counter() - started
+    out.print(f"chunks: {result.chunks} ({result.chunks_cached} from cache); {duration:.1f} s of video in "
+              f"{took:.1f} s", highlight=False)
+    if not result.subtitles:
+        out.print("no transcript given: no subtitles (add --transcript FILE: SRT, VTT or 'Name: text' lines)",
+                  highlight=False)
+    sidecars = f" + {', '.join(p.name for p in result.subtitles.values())}" if result.subtitles else ""
+    out.print(f"wrote {result.target} ({result.work_dir}/{sidecars})", highlight=False)
 
 
 @app.command()

@@ -45,7 +45,7 @@ def _backend(name: str, models: Path | None) -> Check:
     info = GENERATORS[name]
     if name == "puppet":
         return Check("backend puppet", _installed("cv2"), "ready (CPU)" if _installed("cv2") else "opencv missing")
-    if name != "anytalker":
+    if info.target is None:
         return Check(f"backend {name}", False, "not available in this version")
     problems = []
     if not _installed("torch"):
@@ -60,12 +60,22 @@ def _backend(name: str, models: Path | None) -> Check:
         problems.append(f"no model folder: pass --models DIR or set {MODELS_ENV}")
     else:
         from talkstudio.errors import InputError
-        from talkstudio.generators.anytalker.models import locate
 
         try:
-            locate(root)
+            _locate(name, root)
         except InputError as error:
             problems.append(error.problems[0].message)
     if problems:
-        return Check("backend anytalker", False, "; ".join(problems))
-    return Check("backend anytalker", True, f"ready with the models in {root}")
+        return Check(f"backend {name}", False, "; ".join(problems))
+    return Check(f"backend {name}", True, f"ready with the models in {root}")
+
+
+def _locate(name: str, root: Path) -> None:
+    if name == "anytalker":
+        from talkstudio.generators.anytalker.models import locate
+
+        locate(root)
+    else:
+        from talkstudio.generators.multitalk.models import locate
+
+        locate(root, name)

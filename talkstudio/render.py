@@ -219,11 +219,27 @@ def _write_stages(path: Path, screenplay, stages) -> None:
         json.dump(doc, f, indent=1)
 
 
+def _check_people(screenplay, info) -> None:
+    """Every scene within what the backend can drive at once, before any model loads."""
+    from talkstudio.stage import on_stage
+
+    if info.max_people is None:
+        return
+    crowded = [(scene.id, on_stage(scene)) for scene in screenplay.scenes if len(on_stage(scene)) > info.max_people]
+    if crowded:
+        raise InputError([Problem(f"scene '{scene}' has {len(people)} people on stage ({', '.join(people)}); "
+                                  f"{info.name} drives at most {info.max_people} at once",
+                                  file=screenplay.file,
+                                  hint="list who is on stage with the scene's cast:, or render with another backend")
+                          for scene, people in crowded])
+
+
 def _generator(screenplay, options: RenderOptions, known: dict, get_generator):
     name = options.backend or screenplay.video.backend
     if name not in known:
         raise InputError(Problem(f"unknown backend '{name}'", hint=f"backends: {', '.join(known)}"))
     info = known[name]
+    _check_people(screenplay, info)
     try:
         settings = info.parse_options({**screenplay.video.options, **options.backend_options})
     except ValueError as error:

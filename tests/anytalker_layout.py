@@ -44,19 +44,24 @@ def tiny_configs(monkeypatch) -> None:
 
 
 def build_tiny_layout(root: Path) -> Path:
-    fun = root / FUN
-    fun.mkdir(parents=True)
-    torch.save(torch.load(FIXTURES / "wan_t5_tiny.pt", weights_only=True)["state"],
-               fun / "models_t5_umt5-xxl-enc-bf16.pth")
-    _tokenizer(fun / "google" / "umt5-xxl")
-    torch.save(torch.load(FIXTURES / "wan_vae_tiny_z16_state.pt", weights_only=True)["state"], fun / "Wan2.1_VAE.pth")
-    torch.save(_open_clip_state(), fun / CLIP_FILE)
-    _wav2vec().save_pretrained(root / "wav2vec2-base-960h")
+    write_wan_encoders(root / FUN)
+    wav2vec().save_pretrained(root / "wav2vec2-base-960h")
     (root / "AnyTalker").mkdir()
     (root / "AnyTalker" / "config_af2v_1_3B.json").write_text(json.dumps({**CONFIG, "model_type": "a2v_af",
                                                                           "in_dim": 36}))
     torch.save({"model": seeded_model().state_dict()}, root / "AnyTalker" / "1_3B-single-v1.pth")
     return root
+
+
+def write_wan_encoders(folder: Path) -> None:
+    """T5 + tokenizer, VAE and CLIP in a Wan model folder, each in its original format."""
+    folder.mkdir(parents=True)
+    torch.save(torch.load(FIXTURES / "wan_t5_tiny.pt", weights_only=True)["state"],
+               folder / "models_t5_umt5-xxl-enc-bf16.pth")
+    _tokenizer(folder / "google" / "umt5-xxl")
+    torch.save(torch.load(FIXTURES / "wan_vae_tiny_z16_state.pt", weights_only=True)["state"],
+               folder / "Wan2.1_VAE.pth")
+    torch.save(_open_clip_state(), folder / CLIP_FILE)
 
 
 def _tokenizer(folder: Path) -> None:
@@ -100,7 +105,7 @@ def _open_clip_state() -> dict:
     return state
 
 
-def _wav2vec():
+def wav2vec():
     """wav2vec2-base's output shape (12 layers of 768) with narrow insides."""
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 

@@ -194,9 +194,16 @@ def test_plan_command_prints_chunks(tmp_path):
     assert "56+81" in chained.stdout and "25 carried" in chained.stdout
 
 
-def test_unbuilt_backend_is_a_clear_error(tmp_path):
-    result = run_cli("render", EXAMPLES[0], "-o", tmp_path / "x.mp4", "--backend", "multitalk", "--cache", tmp_path)
-    assert result.returncode == 2 and "not available" in result.stderr and "Traceback" not in result.stderr
+def test_multitalk_without_its_models_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TALKSTUDIO_MODELS"}
+    podcast = next(p for p in EXAMPLES if p.stem == "podcast")  # two people: within what MultiTalk drives
+    args = ("render", podcast, "-o", tmp_path / "x.mp4", "--backend", "multitalk", "--cache", tmp_path)
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2 and "--models DIR" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "models").mkdir()
+    result = run_cli(*args, "--models", tmp_path / "models", env=env)
+    assert result.returncode == 2 and "chinese-wav2vec2-base" in result.stderr
+    assert "hf download MeiGen-AI/MeiGen-MultiTalk" in result.stderr
 
 
 def test_anytalker_without_its_models_is_a_clear_error(tmp_path):

@@ -67,6 +67,7 @@ class GeneratorInfo:
     target: str | None = None  # "module:Class" of the implementation; None while it does not exist
     options: tuple[Option, ...] = ()
     colour_match: bool = False  # default of video.colour_match: generative backends drift in colour over chunks
+    max_people: int | None = None  # on stage at once; None: any number
 
     def parse_options(self, values: dict) -> dict:
         """Settings by name, parsed; ValueError naming the unknown or bad one and what is allowed."""
@@ -90,6 +91,20 @@ ANYTALKER_OPTIONS = (
     Option("device", None, str, "torch device (auto: cuda when available)"),
 )
 
+MULTITALK_OPTIONS = (
+    Option("steps", 40, int, "denoising steps (40; 8 or fewer with a distillation LoRA)"),
+    Option("text_guide", 5.0, float, "text guidance scale (1.0: none, two passes per step instead of three)"),
+    Option("audio_guide", 4.0, float, "audio guidance scale (3-5 keep lips in sync)"),
+    Option("shift", None, float, "schedule shift (auto: 7 at 480p, 11 at 720p)"),
+    Option("resolution", 480, int, "480 or 720: the weights' resolution buckets (others scale 480's, for drafts)"),
+    Option("apg", False, bool, "adaptive projected guidance (against colour drift)"),
+    Option("lora", None, str, "a distillation LoRA .safetensors merged into the DiT"),
+    Option("lora_scale", 1.0, float, "strength of the LoRA"),
+    Option("offload", None, bool, "keep T5, CLIP, VAE and wav2vec off the GPU while idle (auto: GPUs under 60 GiB)"),
+    Option("vae_tiles", None, bool, "decode the VAE in overlapping tiles (auto: GPUs under 60 GiB)"),
+    Option("device", None, str, "torch device (auto: cuda when available)"),
+)
+
 GENERATORS: dict[str, GeneratorInfo] = {
     info.name: info
     for info in (
@@ -98,8 +113,12 @@ GENERATORS: dict[str, GeneratorInfo] = {
         GeneratorInfo("anytalker", 24, "AnyTalker: Wan2.1-Fun-1.3B-InP with identity-aware audio attention",
                       needs_gpu=True, motion_frames=5, chained=True, colour_match=True,
                       target="talkstudio.generators.anytalker:create", options=ANYTALKER_OPTIONS),
-        GeneratorInfo("multitalk", 25, "MultiTalk / InfiniteTalk: Wan2.1-I2V-14B with L-RoPE speaker binding",
-                      needs_gpu=True, motion_frames=25, chained=True),
+        GeneratorInfo("multitalk", 25, "MultiTalk: Wan2.1-I2V-14B with L-RoPE speaker binding, 25 motion frames",
+                      needs_gpu=True, motion_frames=25, chained=True, colour_match=True, max_people=2,
+                      target="talkstudio.generators.multitalk:create_multitalk", options=MULTITALK_OPTIONS),
+        GeneratorInfo("infinitetalk", 25, "InfiniteTalk: MultiTalk's network kept on the stage picture, 9 pinned frames",
+                      needs_gpu=True, motion_frames=9, chained=True, colour_match=True, max_people=2,
+                      target="talkstudio.generators.multitalk:create_infinitetalk", options=MULTITALK_OPTIONS),
     )
 }
 DEFAULT_GENERATOR = "puppet"

@@ -33,11 +33,17 @@ def normalise(samples: np.ndarray) -> np.ndarray:
 
 def frame_features(model, samples: np.ndarray, frames: int):
     """[frames, 5, layers, hidden] features of a 16 kHz mono track covering `frames` video frames."""
+    return frame_windows(layer_features(model, samples, frames), 0, frames)
+
+
+def layer_features(model, samples: np.ndarray, frames: int, normalize: bool = True):
+    """[frames, layers, hidden]: every encoder layer's output, at `frames` evenly spread over the track."""
     import torch
     import torch.nn.functional as F
 
     parameter = next(model.parameters())
-    waveform = torch.from_numpy(normalise(samples))[None].to(parameter.device, parameter.dtype)
+    waveform = normalise(samples) if normalize else samples.astype(np.float32)
+    waveform = torch.from_numpy(waveform)[None].to(parameter.device, parameter.dtype)
     layers: list = []
 
     def keep(_module, _inputs, output):
@@ -54,6 +60,13 @@ def frame_features(model, samples: np.ndarray, frames: int):
     finally:
         for hook in hooks:
             hook.remove()
-    stacked = torch.stack(layers, dim=2)[0]  # [frames, layers, hidden]
-    neighbours = torch.arange(frames)[:, None] + torch.arange(-WINDOW, WINDOW + 1)[None, :]
-    return stacked[neighbours.clamp(0, frames - 1)]
+    return torch.stack(layers, dim=2)[0]
+
+
+def frame_windows(features, start: int, count: int):
+    """[count, 5, layers, hidden]: frames start..start+count-1 each with the two before and after it,
+    clamped to the features' ends."""
+    import torch
+
+    neighbours = torch.arange(start, start + count)[:, None] + torch.arange(-WINDOW, WINDOW + 1)[None, :]
+    return features[neighbours.clamp(0, len(features) - 1)]

@@ -1,0 +1,197 @@
+"""Where batch units run: worker processes on this machine, or a Ray cluster.
+
+A unit is a whole episode (its missing chunks rendered, then assembled), or the chunks of one
+of its scenes, rendered into the shared cache for the episode's unit to find. Units read and
+write only the cache and the output folder, by absolute path, so any process that sees those
+folders at the same paths (another core, another GPU, another machine) can run any unit, and a
+unit that dies leaves every finished chunk and episode in place.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from talkstudio.cache import Cache
+from talkstudio.errors import InputError, Problem
+from talkstudio.progress import Reporter
+from talkstudio.render import RenderOptions, render_scene_chunks, render_video
+
+PARENT_POLL_S = 0.5  # how soon a worker notices that its batch was killed
+STOP_GRACE_S = 5.0  # a stopped worker's time to clean up before it is ended regardless
+
+
+@dataclass(frozen=True)
+class Unit:
+    episode: str
+    script: Path  # absolute, like every path here: workers may run in other folders or on other machines
+    target: Path
+    cache: Path
+    options: RenderOptions
+    scene: str | None = None  # None: the whole episode, assembled; else only this scene's chunks
+    gpu: bool = False  # the backend needs a GPU (Ray reserves one per unit)
+
+
+def run_unit(unit: Unit) -> dict:
+    """Run one unit; failures come back as results (with the message) so one episode cannot end a batch."""
+    started = time.perf_counter()
+    cache, reporter = Cache(unit.cache), Reporter(quiet=True)
+    try:
+        if unit.scene is not None:
+            chunks, rendered = render_scene_chunks(unit.script, [unit.scene], cache, reporter, unit.options)
+            done = {"chunks": chunks, "rendered": rendered}
+        else:
+            result = render_video(unit.script, unit.target, cache, reporter, unit.options)
+            done = {"chunks": result.chunks, "rendered": result.chunks - result.chunks_cached,
+                    "duration": result.audio.cues["duration"], "up_to_date": result.up_to_date}
+        return {"ok": True, "seconds": time.perf_counter() - started, **done}
+    except InputError as error:
+        return {"ok": False, "seconds": time.perf_counter() - started,
+                "error": "\n".join(problem.render() for problem in error.problems)}
+    except Exception as error:  # noqa: BLE001 - a crash fails this episode only; its log keeps the details
+        log = unit.target.with_suffix("") / "error.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"{unit}\n\n{traceback.format_exc()}")
+        return {"ok": False, "seconds": time.perf_counter() - started,
+                "error": f"internal error: {type(error).__name__}: {error} (details in {log})"}
+
+
+def crashed(error: BaseException) -> dict:
+    """The result of a unit whose worker died under it."""
+    return {"ok": False, "seconds": 0.0, "error": f"the worker running it failed: {type(error).__name__}: {error}"}
+
+
+class LocalPool:
+    """Worker processes on this machine; with GPU ids, one worker per GPU, each seeing only its own."""
+
+    def __init__(self, workers: int, gpus: list[str]):
+        context = multiprocessing.get_context("spawn")  # a forked copy of a process with threads can deadlock
+        devices = context.Queue()
+        for gpu in gpus:
+            devices.put(gpu)
+        self.slots = len(gpus) or workers
+        self.description = (f"{self.slots} local worker{'s' * (self.slots > 1)}"
+                            + (f" on GPUs {','.join(gpus)}" if gpus else ""))
+        self.executor = ProcessPoolExecutor(self.slots, mp_context=context, initializer=_start_worker,
+                                            initargs=(os.getpid(), devices, bool(gpus)))
+
+    def submit(self, unit: Unit):
+        return self.executor.submit(_run_in_worker, unit)
+
+    def wait_any(self, handles: list) -> list:
+        return list(wait(handles, return_when=FIRST_COMPLETED)[0])
+
+    def result(self, handle) -> dict:
+        try:
+            return handle.result()
+        except Exception as error:  # noqa: BLE001 - a worker killed (out of memory, a signal) fails its unit
+            return crashed(error)
+
+    def stop(self, handles: list) -> None:
+        """Submit nothing more and end the running units now (their finished chunks stay in the cache)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for process in multiprocessing.active_children():  # the batch's own children: its workers
+            process.terminate()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(parent: int, devices, pinned: bool) -> None:
+    # Ctrl-C belongs to the batch, which stops its workers itself; a stop must still clean up
+    # half-written files, which raising SystemExit in the worker does
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    if pinned:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_cleanly(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run_in_worker(unit: Unit) -> dict:
+    try:
+        return run_unit(unit)
+    except SystemExit as stop:  # stopped: half-written files are cleaned up by now
+        os._exit(stop.code if isinstance(stop.code, int) else 1)  # else the executor starts its next unit
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed batch must not leave workers rendering on: a re-run would render the same episodes twice."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(STOP_GRACE_S)  # in case the SystemExit was swallowed somewhere
+    os._exit(1)
+
+
+class RayPool:
+    """Units as Ray tasks: one CPU each, and one GPU each for GPU backends."""
+
+    def __init__(self, address: str, workers: int):
+        try:
+            import ray
+        except ImportError:
+            raise InputError(Problem("--ray needs Ray, which is not installed",
+                                     hint="pip install 'talkstudio[ray]'")) from None
+        self.ray = ray
+        self.owned = not ray.is_initialized()
+        if self.owned:
+            self._connect(address, workers)
+        self.remote = ray.remote(run_unit)
+        resources = ray.cluster_resources()
+        self.slots = int(resources.get("CPU", 1))
+        self.description = (f"Ray at {address} ({self.slots} CPUs, {int(resources.get('GPU', 0))} GPUs)"
+                            if address != "local" else f"a local Ray instance ({self.slots} CPUs)")
+
+    def _connect(self, address: str, workers: int) -> None:
+        if address not in ("auto", "local"):
+            _check_reachable(address)
+        options = {"num_cpus": workers} if address == "local" else {"address": address}
+        try:
+            self.ray.init(**options, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        except ConnectionError as error:
+            raise InputError(Problem(f"cannot reach the Ray cluster at '{address}': {error}",
+                                     hint="start one with `ray start --head`, or use --ray local")) from None
+
+    def submit(self, unit: Unit):
+        return self.remote.options(num_cpus=1, num_gpus=1 if unit.gpu else 0).remote(unit)
+
+    def wait_any(self, handles: list) -> list:
+        return self.ray.wait(handles, num_returns=1)[0]
+
+    def result(self, handle) -> dict:
+        try:
+            return self.ray.get(handle)
+        except Exception as error:  # noqa: BLE001 - a worker or node lost fails its unit
+            return crashed(error)
+
+    def stop(self, handles: list) -> None:
+        for handle in handles:
+            self.ray.cancel(handle, force=True)
+
+    def close(self) -> None:
+        if self.owned:
+            self.ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on an address nothing listens at: Ray itself retries for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as error:
+        raise InputError(Problem(f"cannot reach the Ray cluster at '{address}': {error}", field="--ray",
+                                 hint="give the head node's HOST:PORT (ray start --head prints it), auto, "
+                                      "or local")) from None

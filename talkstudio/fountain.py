@@ -1,0 +1,394 @@
+"""Fountain import: a screenplay written in Fountain (https://fountain.io/syntax) becomes our YAML.
+
+`parse_fountain` reads the parts of Fountain 1.1 a talking video needs and keeps every
+element's line number; `import_fountain` casts it from a cast file and writes the screenplay.
+
+    Title: page              -> title
+    INT. HOUSE - DAY, .FORCED -> a scene (its first action paragraph becomes the scene's prompt)
+    CHARACTER (V.O.) / @Name -> the speaker (extensions stripped, matched to the cast)
+    (whispering) / (angry)   -> delivery when every word is a delivery word, else emotion;
+                                (beat) / (pause) -> a pause; mid-speech it starts a new line
+    CHARACTER ^              -> dual dialogue: the line overlaps the one before it
+    action between speeches  -> the next line's prompt
+    /* boneyard */, [[notes]], # sections, = synopses, transitions, >centred<, === -> ignored
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from talkstudio.delivery import VOCABULARY
+from talkstudio.errors import InputError, Problem
+
+REMOVED = "\x00"  # marks where a note or the boneyard was, so a line holding only that is dropped
+SCENE_HEADING = re.compile(r"^(?:INT\.?/EXT|INT|EXT|EST|I/E)[. ]", re.IGNORECASE)
+SCENE_NUMBER = re.compile(r"\s*#[\w.\-]+#\s*$")
+TITLE_KEY = re.compile(r"^([A-Za-z][A-Za-z ]*):(.*)$")
+EMPHASIS = re.compile(r"(?<!\\)[*_]")
+# parenthetical words a writer uses that the delivery vocabulary spells differently
+SYNONYMS = {"whispers": "whispering", "shouts": "shouting", "yelling": "shouting", "yells": "shouting",
+            "screaming": "shouting", "loudly": "loud", "hushed": "quietly", "murmuring": "quietly",
+            "murmurs": "quietly", "emphatically": "emphatic", "rushing": "rushed", "quick": "fast"}
+PAUSES = {"beat": 0.5, "a beat": 0.5, "pause": 0.8, "a pause": 0.8, "long pause": 1.5}
+WORDS_PER_SECOND = 2.7  # espeak's default pace, to guess how long a line the overlap joins will last
+DUAL_OVERLAP = 0.6  # how much of the line before a dual-dialogue line is spoken over (a fraction)
+
+
+@dataclass
+class Hint:
+    """What a parenthetical asks for."""
+
+    delivery: list[str] = field(default_factory=list)
+    emotion: str | None = None
+    pause: float | None = None
+
+
+@dataclass
+class Speech:
+    """One line of dialogue as written: who (the cue, extensions stripped), what, and how."""
+
+    character: str
+    line_no: int  # of the character cue in the Fountain file
+    text: str
+    hint: Hint = field(default_factory=Hint)
+    dual: bool = False  # the second half of dual dialogue: spoken over the line before
+    prompt: str | None = None  # the action just before it
+
+
+@dataclass
+class FountainScene:
+    heading: str | None
+    line_no: int
+    prompt: str | None = None
+    speeches: list[Speech] = field(default_factory=list)
+
+
+@dataclass
+class FountainScript:
+    title: str | None
+    scenes: list[FountainScene]
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+def parse_fountain(text: str) -> FountainScript:
+    """The title, scenes and speeches of a Fountain document (never fails: anything unknown is action)."""
+    lines = _logical_lines(text)
+    title, lines = _title_page(lines)
+    scenes = [FountainScene(None, 1)]
+    action: list[str] = []  # the action paragraph read last, for the next line's or the scene's prompt
+    i, after_blank = 0, True
+    while i < len(lines):
+        number, raw = lines[i]
+        line = raw.strip()
+        if not line:
+            i, after_blank = i + 1, True
+            continue
+        following = lines[i + 1][1].strip() if i + 1 < len(lines) else ""
+        if after_blank and _is_heading(line):
+            scenes.append(FountainScene(_heading_text(line), number))
+            action = []
+            i += 1
+        elif after_blank and following and _is_character(line):
+            i = _read_dialogue(lines, i, scenes[-1], " ".join(action) or None)
+            action = []
+        elif _is_ignored(line):
+            i += 1
+        else:
+            i, action = _read_action(lines, i)
+            if scenes[-1].prompt is None and not scenes[-1].speeches:
+                scenes[-1].prompt, action = " ".join(action), []
+        after_blank = False
+    return FountainScript(title, [s for s in scenes if s.speeches or s.heading is not None])
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text) with the boneyard and notes taken out; a line that held only those is dropped."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+
+    def blank_out(match: re.Match) -> str:
+        return REMOVED + ("\n" + REMOVED) * match.group().count("\n")
+
+    text = re.sub(r"/\*.*?\*/", blank_out, text, flags=re.DOTALL)
+    text = re.sub(r"\[\[.*?\]\]", blank_out, text, flags=re.DOTALL)
+    kept = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if REMOVED in line and not line.replace(REMOVED, "").strip():
+            continue
+        kept.append((number, re.sub(r" {2,}", " ", line.replace(REMOVED, "")) if REMOVED in line else line))
+    return kept
+
+
+def _title_page(lines: list[tuple[int, str]]) -> tuple[str | None, list[tuple[int, str]]]:
+    """The Title: of a title page at the top (a key: value block), and the lines after the page."""
+    start = next((k for k, (_, line) in enumerate(lines) if line.strip()), len(lines))
+    if start == len(lines) or not TITLE_KEY.match(lines[start][1]) or _is_heading(lines[start][1].strip()):
+        return None, lines
+    fields: dict[str, list[str]] = {}
+    key = None
+    end = start
+    while end < len(lines) and lines[end][1].strip():
+        line = lines[end][1]
+        match = TITLE_KEY.match(line)
+        if match and not line[:1].isspace():
+            key = match[1].strip().lower()
+            fields[key] = [match[2].strip()] if match[2].strip() else []
+        elif key is not None:
+            fields[key].append(line.strip())
+        end += 1
+    title = " ".join(_clean(part) for part in fields.get("title", []) if part.strip())
+    return title or None, lines[end:]
+
+
+def _is_heading(line: str) -> bool:
+    return bool(SCENE_HEADING.match(line)) or (line.startswith(".") and not line.startswith(".."))
+
+
+def _heading_text(line: str) -> str:
+    return SCENE_NUMBER.sub("", line.removeprefix(".")).strip()
+
+
+def _cue_name(line: str) -> str:
+    """The name in a character cue: no '@', no extensions like (V.O.) or (CONT'D), no dual '^'."""
+    return line.rstrip().removesuffix("^").lstrip("@").split("(")[0].strip()
+
+
+def _is_character(line: str) -> bool:
+    if line.startswith("@"):
+        return bool(_cue_name(line))
+    name = _cue_name(line)
+    return (bool(name) and name == name.upper() and any(c.isalpha() for c in name)
+            and not line.startswith(("!", ">", "~", "=", "#", ".")) and not line.rstrip().endswith("TO:"))
+
+
+def _is_ignored(line: str) -> bool:
+    """Sections, synopses, page breaks, transitions and centred text: nothing a voice says or a picture shows."""
+    return line.startswith(("#", "=", ">")) or (line.endswith("TO:") and line == line.upper())
+
+
+def _read_action(lines: list[tuple[int, str]], i: int) -> tuple[int, list[str]]:
+    paragraph = []
+    while i < len(lines) and lines[i][1].strip():
+        paragraph.append(_clean(lines[i][1].strip().removeprefix("!")))
+        i += 1
+    return i, [p for p in paragraph if p]
+
+
+def _read_dialogue(lines: list[tuple[int, str]], i: int, scene: FountainScene, prompt: str | None) -> int:
+    """Read a character cue and its dialogue block; a parenthetical after some words starts a new line."""
+    number, cue = lines[i]
+    character, dual = _cue_name(cue.strip()), cue.rstrip().endswith("^")
+    speech = Speech(character, number, "", dual=dual, prompt=prompt)
+    i += 1
+    while i < len(lines) and (lines[i][1].strip() or lines[i][1] == "  "):
+        line = lines[i][1].strip()
+        if line.startswith("(") and line.endswith(")"):
+            if speech.text:
+                scene.speeches.append(speech)
+                speech = Speech(character, number, "")
+            speech.hint = parse_parenthetical(line[1:-1])
+        elif line:
+            speech.text = f"{speech.text} {_clean(line.removeprefix('~'))}".strip()
+        i += 1
+    if speech.text:
+        scene.speeches.append(speech)
+    return i
+
+
+def parse_parenthetical(inside: str) -> Hint:
+    """'whispering, slowly' -> delivery words; 'beat' -> a pause; anything else is kept as the emotion."""
+    hint, feelings = Hint(), []
+    for phrase in (p.strip() for p in inside.lower().split(",")):
+        words = [SYNONYMS.get(w, w) for w in phrase.split()]
+        if phrase in PAUSES:
+            hint.pause = PAUSES[phrase]
+        elif words and all(w in VOCABULARY for w in words):
+            hint.delivery += words
+        elif phrase:
+            feelings.append(phrase)
+    hint.emotion = ", ".join(feelings) or None
+    return hint
+
+
+def _clean(text: str) -> str:
+    """Dialogue as it is spoken: no emphasis marks (*bold*, _underline_), escapes undone."""
+    return re.sub(r"\\([*_\\])", r"\1", EMPHASIS.sub("", text)).strip()
+
+
+# --- casting and writing --------------------------------------------------------------------
+
+@dataclass
+class ImportResult:
+    output: Path
+    scenes: int
+    lines: int
+    warnings: list[str]
+
+
+CAST_FILE_KEYS = {"title", "video", "voice", "audio", "timing", "lexicon", "cast"}
+
+
+def import_fountain(script: Path, cast_file: Path, output: Path) -> ImportResult:
+    """Cast a Fountain script from a cast file and write it as a screenplay that load_screenplay accepts."""
+    from talkstudio.screenplay import load_screenplay
+    from talkstudio.sourcemap import load_yaml
+
+    parsed = parse_fountain(_read_text(script))
+    cast_doc, source = load_yaml(cast_file)
+    _check_cast_file(cast_doc, source, cast_file)
+    speakers = _cast_speakers(parsed, cast_doc["cast"], script, cast_file)
+    warnings = [f"{script}:{s.line_no}: scene '{s.heading}' has no dialogue; it is left out"
+                for s in parsed.scenes if not s.speeches]
+    document = _screenplay_document(parsed, cast_doc, speakers, cast_file.parent, output.parent, script)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(f"# imported from {script.name} by `talkstudio import`, cast from {cast_file.name}\n"
+                      + yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100),
+                      encoding="utf-8")
+    try:
+        screenplay = load_screenplay(output)
+    except InputError as error:
+        raise InputError(error.problems + [Problem(
+            f"the screenplay written from {script.name} and {cast_file.name} has the problems above", file=output,
+            hint=f"the cast, voices and settings come from {cast_file}: fix them there and import again")]) from None
+    return ImportResult(output, len(screenplay.scenes), sum(len(s.lines) for s in screenplay.scenes), warnings)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style with list items indented under their key, as the examples are written."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(Problem("file not found", file=file, hint="check the path")) from None
+    except UnicodeDecodeError as e:
+        raise InputError(Problem(f"not UTF-8 text ({e.reason} at byte {e.start})", file=file,
+                                 hint="save the script as UTF-8")) from None
+    except OSError as e:
+        raise InputError(Problem(f"cannot read: {e.strerror}", file=file)) from None
+
+
+def _check_cast_file(doc, source, file: Path) -> None:
+    if not isinstance(doc, dict) or not isinstance(doc.get("cast"), dict) or not doc["cast"]:
+        raise InputError(Problem("a cast file needs a `cast:` mapping of character ids", file=file,
+                                 hint="e.g. cast: {ana: {name: Ana, image: ana.png, voice: ava}}"))
+    unknown = [k for k in doc if k not in CAST_FILE_KEYS | {"scenes"}]
+    if unknown:
+        raise InputError([source.problem((k,), f"unknown field '{k}' in a cast file", prefer_key=True,
+                                         hint=f"a cast file holds {', '.join(sorted(CAST_FILE_KEYS))}")
+                          for k in unknown])
+
+
+def _normal(name: str) -> str:
+    return " ".join(re.sub(r"[^\w]+|_", " ", name.lower()).split())
+
+
+def _cast_speakers(parsed: FountainScript, cast: dict, script: Path, cast_file: Path) -> dict[str, str]:
+    """Each character cue's cast id (ids and names match case-insensitively); every unknown one reported."""
+    lookup = {}
+    for cast_id, character in cast.items():
+        lookup[_normal(str(cast_id))] = str(cast_id)
+        if isinstance(character, dict) and character.get("name"):
+            lookup.setdefault(_normal(str(character["name"])), str(cast_id))
+    found, unknown = {}, {}
+    for speech in (s for scene in parsed.scenes for s in scene.speeches):
+        cast_id = lookup.get(_normal(speech.character))
+        if cast_id is None:
+            unknown.setdefault(speech.character, []).append(speech.line_no)
+        found[speech.character] = cast_id
+    if unknown:
+        names = ", ".join(f"{k} ({v['name']})" if isinstance(v, dict) and v.get("name") else str(k)
+                          for k, v in cast.items())
+        raise InputError([Problem(f"unknown character '{name}' (line{'s' if len(at) > 1 else ''} "
+                                  f"{', '.join(map(str, sorted(set(at))))}); the cast has {names}",
+                                  file=script, line=at[0],
+                                  hint=f"add them under cast: in {cast_file}, or spell the cue as a cast id or name")
+                          for name, at in unknown.items()])
+    if not found:
+        raise InputError(Problem("no dialogue found: nothing to speak", file=script,
+                                 hint="a character cue is a line in capitals after a blank line, "
+                                      "with the dialogue on the next lines"))
+    return found
+
+
+def _screenplay_document(parsed: FountainScript, cast_doc: dict, speakers: dict[str, str], cast_dir: Path,
+                         out_dir: Path, script: Path) -> dict:
+    document: dict = {"title": parsed.title or cast_doc.get("title") or script.stem}
+    for key in ("video", "voice", "audio", "timing", "lexicon", "cast"):
+        if key in cast_doc:
+            document[key] = _rebase_paths(key, cast_doc[key], cast_dir, out_dir)
+    document["scenes"] = []
+    taken: set[str] = set()
+    for number, scene in enumerate((s for s in parsed.scenes if s.speeches), start=1):
+        entry: dict = {"id": _scene_id(scene.heading, number, taken)}
+        if scene.prompt or scene.heading:
+            entry["prompt"] = scene.prompt or scene.heading
+        entry["lines"] = _lines(scene.speeches, speakers)
+        document["scenes"].append(entry)
+    return document
+
+
+def _lines(speeches: list[Speech], speakers: dict[str, str]) -> list[dict]:
+    lines: list[dict] = []
+    for speech in speeches:
+        line = {speakers[speech.character]: speech.text}
+        if speech.dual and lines and next(iter(lines[-1])) != speakers[speech.character]:
+            line["overlap"] = _dual_overlap(lines[-1])
+        elif speech.hint.pause is not None and lines:
+            line["pause"] = speech.hint.pause
+        if speech.hint.delivery:
+            line["delivery"] = ", ".join(dict.fromkeys(speech.hint.delivery))
+        if speech.hint.emotion:
+            line["emotion"] = speech.hint.emotion
+        if speech.prompt:
+            line["prompt"] = speech.prompt
+        lines.append(line)
+    return lines
+
+
+def _dual_overlap(previous: dict) -> float:
+    """Seconds before the previous line's end that a dual-dialogue line starts: early in that line, so the
+    two are heard together (from a guess of its length; the timeline clamps it to that line's start)."""
+    words = len(str(next(iter(previous.values()))).split())
+    return round(min(max(DUAL_OVERLAP * words / WORDS_PER_SECOND, 0.3), 30.0), 2)
+
+
+def _scene_id(heading: str | None, number: int, taken: set[str]) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", (heading or f"scene {number}").lower()).strip("-") or f"scene-{number}"
+    chosen, n = base, 2
+    while chosen in taken:
+        chosen, n = f"{base}-{n}", n + 1
+    taken.add(chosen)
+    return chosen
+
+
+def _rebase_paths(key: str, value, cast_dir: Path, out_dir: Path):
+    """The cast file's relative paths (portraits, voice models and references, the InsightFace root),
+    made relative to the written screenplay's folder instead."""
+    def rebase(holder, name: str) -> None:
+        path = holder.get(name) if isinstance(holder, dict) else None
+        if isinstance(path, str) and not os.path.isabs(os.path.expanduser(path)):
+            holder[name] = os.path.relpath((cast_dir / path).resolve(), out_dir.resolve())
+
+    def rebase_voice(voice) -> None:
+        rebase(voice, "model")
+        rebase(voice, "reference")
+
+    if key == "cast":
+        for character in value.values():
+            rebase(character, "image")
+            rebase_voice(character.get("voice") if isinstance(character, dict) else None)
+    elif key == "voice":
+        rebase_voice(value)
+    elif key == "video" and isinstance(value, dict):
+        rebase(value.get("faces"), "insightface_root")
+    return value

@@ -1,0 +1,220 @@
+"""The `multitalk` and `infinitetalk` backends: talkstudio's chunk protocol around the MultiTalk window.
+
+A chunk request becomes one window: the stage picture at the original's resolution bucket, each
+on-stage person's voice (16 kHz, with the request's context around the window, so wav2vec hears
+the speech around the window as the original's whole-track pass does), each person's region from
+our face binding (in place of boxes typed by hand), and the frames carried from the previous chunk.
+
+MultiTalk continues from the previous window's last 25 frames (re-noised at every step);
+InfiniteTalk keeps the stage picture as frame 0 of every window and pins the last 9 frames.
+Neither has the original's 1000-frame cap: chunks follow the timeline to its end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkstudio.generators import GENERATORS, ChunkRequest
+
+VERSION = "multitalk-0"
+MODELS_ENV = "TALKSTUDIO_MODELS"
+LOW_MEMORY_GIB = 60  # the 14B DiT alone is ~28 GB in bf16: smaller GPUs keep the encoders and VAE off it
+SHIFT = {480: 7.0, 720: 11.0}  # the originals' defaults per resolution
+# a person's region around their face: the body below and some space either side (the original's
+# boxes cover head and shoulders); two regions that meet are split halfway between the faces
+REGION_SIDE, REGION_ABOVE = 1.5, 0.5
+
+
+def create(models=None, device: str | None = None, backend: str = "multitalk", steps: int = 40,
+           text_guide: float = 5.0, audio_guide: float = 4.0, shift: float | None = None, resolution: int = 480,
+           apg: bool = False, lora: str | None = None, lora_scale: float = 1.0, offload: bool | None = None,
+           vae_tiles: bool | None = None) -> MultiTalkGenerator:
+    """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS)."""
+    import os
+    from pathlib import Path
+
+    from talkstudio.errors import InputError, Problem
+    from talkstudio.generators.anytalker import _gpu_gib
+    from talkstudio.generators.multitalk.models import locate
+
+    _check_settings(steps, text_guide, audio_guide, resolution, lora)
+    root = models or os.environ.get(MODELS_ENV)
+    if not root:
+        raise InputError(Problem(f"the {backend} backend needs its model folders",
+                                 hint=f"pass --models DIR (or set {MODELS_ENV}); `talkstudio doctor` lists what is needed"))
+    files = locate(Path(root), backend)
+    try:
+        import torch
+    except ImportError:
+        raise InputError(Problem(f"the {backend} backend needs torch",
+                                 hint="pip install 'talkstudio[anytalker]'")) from None
+    device = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    low_memory = _gpu_gib(device) < LOW_MEMORY_GIB
+    components = load_components(files, device, offload=low_memory if offload is None else offload)
+    if lora:
+        from talkstudio.generators.multitalk.lora import apply_lora
+
+        apply_lora(components.transformer, Path(lora), lora_scale)
+    if low_memory if vae_tiles is None else vae_tiles:
+        components.vae.enable_tiling()
+    shift = shift or (SHIFT[480] if resolution <= 480 else SHIFT[720])
+    settings = Settings(backend, steps, text_guide, audio_guide, shift, resolution, apg,
+                        lora, lora_scale, bool(components.vae.use_tiling))
+    return MultiTalkGenerator(components, settings, files.people, device)
+
+
+def create_multitalk(**options) -> MultiTalkGenerator:
+    return create(backend="multitalk", **options)
+
+
+def create_infinitetalk(**options) -> MultiTalkGenerator:
+    return create(backend="infinitetalk", **options)
+
+
+def _check_settings(steps, text_guide, audio_guide, resolution, lora) -> None:
+    from pathlib import Path
+
+    from talkstudio.errors import InputError, Problem
+
+    hint = "see `talkstudio doctor` for the options"
+    problems = [Problem(message, hint=hint) for message in (
+        "steps must be at least 1" if steps < 1 else None,
+        "text_guide must be 1.0 or more (1.0: no text guidance, two passes per step)" if text_guide < 1.0 else None,
+        "audio_guide must be 1.0 or more" if audio_guide < 1.0 else None,
+        f"resolution must be a multiple of 16 from 64 (480 and 720 are what the weights know), not {resolution}"
+        if resolution < 64 or resolution % 16 else None,
+        f"lora {lora}: no such file" if lora and not Path(lora).is_file() else None,
+    ) if message]
+    if problems:
+        raise InputError(problems)
+
+
+def load_components(files, device: str, offload: bool = False):
+    """Every network from the official files: the Wan encoders and VAE as AnyTalker loads them."""
+    import torch
+
+    from talkstudio.generators.anytalker.audio import load_wav2vec
+    from talkstudio.generators.anytalker.image_encoder import load_image_encoder
+    from talkstudio.generators.anytalker.text_encoder import load_text_encoder
+    from talkstudio.generators.anytalker.vae import load_wan_vae
+    from talkstudio.generators.multitalk.models import load_transformer
+    from talkstudio.generators.wan_pipeline import Components
+
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    resting = "cpu" if offload else device
+    return Components(
+        transformer=load_transformer(files, device, dtype),
+        vae=load_wan_vae(files.vae, resting),
+        wav2vec=load_wav2vec(files.wav2vec, resting),
+        text_encoder=load_text_encoder(files.t5, files.t5_tokenizer, resting),
+        image_encoder=load_image_encoder(files.clip, resting, torch.float16 if cuda else None),
+        dtype=dtype, offload=offload,
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    steps: int
+    text_guide: float
+    audio_guide: float
+    shift: float
+    resolution: int
+    apg: bool
+    lora: str | None
+    lora_scale: float
+    tiles: bool
+
+    def identity(self) -> str:
+        from talkstudio.cache import file_digest
+
+        lora = f":lora={file_digest(self.lora)}*{self.lora_scale}" if self.lora else ""
+        return (f"{VERSION}:{self.backend}:{self.steps}:{self.shift}:{self.text_guide}:{self.audio_guide}:"
+                f"{self.resolution}:{'apg' if self.apg else ''}{lora}{':tiles' if self.tiles else ''}")
+
+
+class MultiTalkGenerator:
+    def __init__(self, components, settings: Settings, people: int = 2, device: str = "cpu"):
+        self.components, self.settings, self.people, self.device = components, settings, people, device
+        self.info = GENERATORS[settings.backend]
+
+    def version(self) -> str:
+        return self.settings.identity()
+
+    def generate(self, request: ChunkRequest) -> np.ndarray:
+        from talkstudio.generators.multitalk.models import model_size
+        from talkstudio.generators.multitalk.pipeline import Guidance, Window, generate
+
+        height, width = request.stage.image.shape[:2]
+        model_w, model_h = model_size(width, height, self.settings.resolution)
+        image, (scale, dx, dy) = _fit(request.stage.image, model_w, model_h)
+        names = self._people(request)
+        boxes = [_box(request.stage.faces[n].box, scale, dx, dy) for n in names]
+        voices = [_voice(request, n) for n in names] or [_voice(request, None)]  # nobody on stage: one silence
+        carried = None
+        if request.carried is not None:
+            carried = np.stack([_fit(frame, model_w, model_h)[0] for frame in request.carried])
+        window = Window(image, person_regions(boxes, model_w, model_h) if len(names) == 2 else None, voices,
+                        request.frame_num, request.start_frame - request.audio_start_frame, request.fps,
+                        request.prompt, carried, pinned=self.settings.backend == "infinitetalk")
+        guidance = Guidance(self.settings.text_guide, self.settings.audio_guide, self.settings.apg)
+        frames = generate(self.components, window, self.settings.steps, self.settings.shift, guidance,
+                          request.seed, self.device)
+        return np.stack([_fit(frame, width, height)[0] for frame in frames])
+
+    def _people(self, request: ChunkRequest) -> list[str]:
+        from talkstudio.errors import InputError, Problem
+
+        names = list(request.stage.faces)
+        if len(names) > self.people:
+            raise InputError(Problem(
+                f"the {self.settings.backend} weights drive at most {self.people} "
+                f"{'person' if self.people == 1 else 'people'} at once; this scene has {len(names)} on stage "
+                f"({', '.join(names)})",
+                hint="set the scene's cast: to fewer people, or use the multi-person weights or another backend"))
+        return names
+
+
+def person_regions(boxes, width: int, height: int) -> np.ndarray:
+    """[3, H, W]: person 1's region, person 2's, then the background, from their face boxes."""
+    regions = np.zeros((3, height, width), np.float32)
+    centres = [x + w / 2 for x, _, w, _ in boxes]
+    split = (centres[0] + centres[1]) / 2
+    for i, (x, y, w, h) in enumerate(boxes):
+        left, right = int(max(0, x + w / 2 - REGION_SIDE * w)), int(min(width, x + w / 2 + REGION_SIDE * w))
+        if centres[i] < split:
+            right = min(right, int(split))
+        else:
+            left = max(left, int(split))
+        regions[i, int(max(0, y - REGION_ABOVE * h)):, left:right] = 1.0
+    regions[2] = 1.0 - np.clip(regions[0] + regions[1], 0, 1)
+    return regions
+
+
+def _fit(image: np.ndarray, width: int, height: int):
+    from talkstudio.stage import cover
+
+    return cover(image, width, height)
+
+
+def _box(box, scale, dx, dy):
+    x, y, w, h = box
+    return x * scale + dx, y * scale + dy, w * scale, h * scale
+
+
+def _samples(request: ChunkRequest) -> int:
+    return max((len(a) for a in request.audio.values()), default=round(request.frame_num / request.fps * request.rate))
+
+
+def _voice(request: ChunkRequest, name: str | None) -> np.ndarray:
+    """The character's voice over the whole request (context included), at 16 kHz."""
+    from talkstudio.audio_io import resample
+    from talkstudio.generators.anytalker.audio import WAV2VEC_RATE
+
+    voice = request.audio.get(name) if name is not None else None
+    if voice is None:
+        voice = np.zeros(_samples(request), np.float32)
+    return resample(voice.astype(np.float32), request.rate, WAV2VEC_RATE)

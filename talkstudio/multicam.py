@@ -1,0 +1,507 @@
+"""The multicam edit: a cut of a rendered video that goes to whoever speaks.
+
+The wide render is the master shot; a close-up of a character is cropped from it around
+their face (stages.json) and scaled back to the video size. `decide_shots` chooses the
+cameras from the cues (cues.json) under hard rules and soft preferences:
+
+- a frame where exactly one person speaks shows that speaker: their close-up, or the wide shot;
+- a frame where two or more speak at once is wide;
+- no shot is shorter than `min_shot` (only a whole video shorter than that is one shorter shot);
+- preferred: the speaker's close-up; wide for each scene's opening (establishing) and in rapid
+  exchanges (`rapid_changes` changes of speaker within `rapid_window` seconds); now and then, by
+  the seed, a listener's close-up (a reaction) where a silence is long enough to hold one.
+
+The best cut under those rules is found by dynamic programming over the pieces of the timeline
+between cue edges. The decisions are written as a text file (the EDL) that a person can edit and
+re-apply: one shot a line, `START END wide` or `START END close NAME`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from talkstudio.errors import InputError, Problem
+
+CLOSE_UP_HEIGHT = 1.7  # a close-up's height in face heights: the face fills more than half of it
+MAX_ZOOM = 4.0  # a small face in a wide stage is not enlarged beyond this
+FACE_LEVEL = 0.45  # where the face's centre sits from the close-up's top: headroom above it
+WIDE_COST = 1.0  # per frame, for showing a lone speaker wide instead of close
+CLOSE_IN_RAPID_COST = 1.0  # per frame, for a close-up during a rapid exchange or an establishing shot
+STRANGER_COST = 1.0  # per frame, for a silence on someone who neither spoke last nor speaks next
+EARLY_COST = 0.2  # per frame, for a silence on who speaks next rather than who spoke: cut as they start
+REACTION_REWARD = 2.0  # per frame, for a chosen reaction shot
+CUT_COST_SECONDS = 0.5  # a cut costs as much as this much time on a less preferred camera
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    min_shot: float = 1.5  # seconds
+    establish: float = 2.0  # seconds of wide at each scene's start
+    rapid_window: float = 5.0  # seconds
+    rapid_changes: int = 3  # speaker changes within the window that make an exchange rapid
+    reactions: float = 0.5  # chance that a long enough silence gets a listener's close-up
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    start: int  # frame, inclusive
+    end: int  # frame, exclusive
+
+
+@dataclass(frozen=True)
+class SceneFrames:
+    id: str
+    start: int
+    end: int
+    faces: dict  # on-stage character -> face box (x, y, width, height) in video pixels
+
+
+@dataclass(frozen=True)
+class Programme:
+    """What the edit needs to know about a render: when who speaks, and who is where."""
+
+    fps: float
+    frames: int
+    turns: list[Turn]
+    scenes: list[SceneFrames]
+
+    def scene_at(self, frame: int) -> int:
+        return max(bisect_right([s.start for s in self.scenes], frame) - 1, 0)
+
+
+@dataclass(frozen=True)
+class Shot:
+    start: int  # frame, inclusive
+    end: int  # frame, exclusive
+    close: str | None = None  # whose close-up; None is the wide shot
+
+    @property
+    def camera(self) -> str:
+        return "wide" if self.close is None else f"close {self.close}"
+
+
+# --- reading a render ------------------------------------------------------------------------
+
+def work_folder(video: Path) -> Path:
+    return Path(video).with_suffix("")
+
+
+def load_programme(video: Path) -> Programme:
+    """The cues and face boxes `talkstudio render` wrote beside `video`."""
+    folder = work_folder(video)
+    if not Path(video).is_file():
+        raise InputError(Problem("video not found", file=Path(video), hint="render it first: talkstudio render SCRIPT"))
+    try:
+        cues = json.loads((folder / "cues.json").read_text())
+        stages = json.loads((folder / "stages.json").read_text())
+    except FileNotFoundError as error:
+        raise InputError(Problem(f"{error.filename} is missing: the multicam edit needs the render's cues and faces",
+                                 file=Path(video), hint="render the video again with `talkstudio render`")) from None
+    turns = [Turn(c["speaker"], c["start_frame"], c["end_frame"]) for c in cues["cues"]]
+    scenes = [SceneFrames(s["id"], s["start_frame"], s["end_frame"],
+                          {name: tuple(face["box"]) for name, face in stages.get(s["id"], {}).items()})
+              for s in cues["scenes"]]
+    return Programme(float(cues["fps"]), int(cues["frames"]), turns, scenes)
+
+
+# --- deciding the shots ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Piece:
+    """A stretch of the timeline over which nothing changes: who speaks, which scene."""
+
+    start: int
+    end: int
+    scene: int
+    speaking: frozenset
+
+
+def decide_shots(programme: Programme, settings: EditSettings = EditSettings()) -> list[Shot]:
+    """The cut: contiguous shots from frame 0 to the end, following the rules in the module's doc."""
+    min_frames = max(math.ceil(settings.min_shot * programme.fps), 1)
+    if programme.frames <= min_frames:
+        return [Shot(0, programme.frames)]
+    pieces = _pieces(programme, round(settings.establish * programme.fps), min_frames)
+    cameras = [None, *sorted({name for scene in programme.scenes for name in scene.faces})]
+    costs = _costs(pieces, cameras, programme, settings, min_frames)
+    return _best_cut(pieces, cameras, costs, min_frames, CUT_COST_SECONDS * programme.fps)
+
+
+def _pieces(programme: Programme, establish: int, min_frames: int) -> list[_Piece]:
+    """The timeline cut at every cue's edges, and a shortest shot away from them (where a cut may go so
+    that a forced wide shot, around an overlap, is no longer than it must be)."""
+    edges = {0, programme.frames}
+    edges.update(f for s in programme.scenes for f in (s.start, min(s.start + establish, s.end)))
+    cue_edges = {f for t in programme.turns for f in (t.start, t.end)}
+    edges.update(f + shift for f in cue_edges for shift in (-min_frames, 0, min_frames))
+    edges = sorted(f for f in edges if 0 <= f <= programme.frames)
+    speaking: list[set] = [set() for _ in edges[:-1]]
+    for turn in programme.turns:
+        for k in range(bisect_left(edges, turn.start), bisect_left(edges, turn.end)):
+            speaking[k].add(turn.speaker)
+    return [_Piece(a, b, programme.scene_at(a), frozenset(who))
+            for (a, b), who in zip(pairwise(edges), speaking)]
+
+
+def _costs(pieces: list[_Piece], cameras: list, programme: Programme, settings: EditSettings,
+           min_frames: int) -> list[list[float]]:
+    """Per piece and camera: the cost of showing it (math.inf where a rule forbids it), all frames counted."""
+    changes = _speaker_changes(programme.turns)
+    half_window = settings.rapid_window * programme.fps / 2
+    establish = round(settings.establish * programme.fps)
+    rng = np.random.default_rng(settings.seed)
+    neighbours = _neighbour_speakers(pieces)
+    table = []
+    for k, piece in enumerate(pieces):
+        scene = programme.scenes[piece.scene]
+        middle = (piece.start + piece.end) / 2
+        rapid = (bisect_right(changes, middle + half_window) - bisect_left(changes, middle - half_window)
+                 >= settings.rapid_changes)
+        opening = piece.start < scene.start + establish
+        last, following = neighbours[k]
+        reaction = None
+        if not piece.speaking and not opening and piece.end - piece.start >= min_frames:
+            listeners = sorted(set(scene.faces) - {last})
+            if listeners and rng.random() < settings.reactions:
+                reaction = listeners[int(rng.integers(len(listeners)))]
+        row = []
+        for camera in cameras:
+            if camera is None:
+                cost = 0.0 if len(piece.speaking) != 1 or rapid or opening else WIDE_COST
+            elif camera not in scene.faces or (piece.speaking and piece.speaking != {camera}):
+                cost = math.inf
+            elif piece.speaking:
+                cost = CLOSE_IN_RAPID_COST if rapid or opening else 0.0
+            elif camera == reaction:
+                cost = -REACTION_REWARD
+            else:
+                cost = CLOSE_IN_RAPID_COST if opening else (
+                    0.0 if camera == last else EARLY_COST if camera == following else STRANGER_COST)
+            row.append(cost * (piece.end - piece.start))
+        table.append(row)
+    return table
+
+
+def _speaker_changes(turns: list[Turn]) -> list[int]:
+    ordered = sorted(turns, key=lambda t: t.start)
+    return [b.start for a, b in pairwise(ordered) if a.speaker != b.speaker]
+
+
+def _neighbour_speakers(pieces: list[_Piece]) -> list[tuple[str | None, str | None]]:
+    """For each piece, who spoke last before it and who speaks next after it (a silence's natural cameras)."""
+    def last_speakers(ordered):
+        found, last = [], None
+        for piece in ordered:
+            found.append(last)
+            last = min(piece.speaking) if piece.speaking else last
+        return found
+
+    return list(zip(last_speakers(pieces), reversed(last_speakers(reversed(pieces)))))
+
+
+def _best_cut(pieces: list[_Piece], cameras: list, costs: list[list[float]], min_frames: int,
+              cut_cost: float) -> list[Shot]:
+    """Least total cost over every cut whose shots are each at least min_frames long.
+
+    best[i][c]: the cheapest way to show pieces [0, i) ending in a finished shot (at least min_frames)
+    on camera c. A finished shot either grows by one more piece, or a new shot on c starts at piece j and
+    ends at i where it first reaches min_frames (so every shot is one such start plus growth).
+    """
+    edges = [p.start for p in pieces] + [pieces[-1].end]
+    count, n = len(cameras), len(pieces)
+    best = [[math.inf] * count for _ in range(n + 1)]
+    came_from: list[list[tuple | None]] = [[None] * count for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for c in range(count):
+            if best[i - 1][c] < math.inf and costs[i - 1][c] < math.inf:
+                best[i][c], came_from[i][c] = best[i - 1][c] + costs[i - 1][c], (i - 1, c)
+            run, j = 0.0, i - 1
+            while j >= 0 and edges[i - 1] - edges[j] < min_frames and costs[j][c] < math.inf:
+                run += costs[j][c]
+                if edges[i] - edges[j] >= min_frames:
+                    before = [(0.0, None)] if j == 0 else [
+                        (best[j][p] + (cut_cost if p != c else 0.0), p) for p in range(count)]
+                    total, previous = min(before, key=lambda pair: pair[0])
+                    if total + run < best[i][c]:
+                        best[i][c], came_from[i][c] = total + run, (j, previous, "new")
+                j -= 1
+    return _trace(best, came_from, edges, cameras)
+
+
+def _trace(best, came_from, edges, cameras) -> list[Shot]:
+    """The shots of the cheapest cut, walked back from the end; same-camera neighbours become one shot."""
+    i = len(edges) - 1
+    c = min(range(len(cameras)), key=lambda k: best[i][k])
+    starts: list[tuple[int, int]] = []  # (edge index where a shot starts, camera index)
+    while i > 0:
+        step = came_from[i][c]
+        if len(step) == 3:  # a shot started here
+            starts.append((step[0], c))
+            i, c = step[0], step[1]
+        else:
+            i = step[0]
+    starts.reverse()
+    shots: list[Shot] = []
+    for (start, camera), following in zip(starts, starts[1:] + [(len(edges) - 1, None)]):
+        shot = Shot(edges[start], edges[following[0]], cameras[camera])
+        if shots and shots[-1].close == shot.close:
+            shots[-1] = Shot(shots[-1].start, shot.end, shot.close)
+        else:
+            shots.append(shot)
+    return shots
+
+
+# --- the edit decision list ------------------------------------------------------------------
+
+TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
+
+
+def timecode(frame: int, fps: float) -> str:
+    seconds = frame / fps
+    hours, rest = divmod(seconds, 3600)
+    minutes, rest = divmod(rest, 60)
+    return f"{int(hours):02d}:{int(minutes):02d}:{rest:06.3f}"
+
+
+def edl_text(shots: list[Shot], programme: Programme, video: Path) -> str:
+    """The shots as a table a person can read and edit; comments say who speaks in each shot."""
+    head = [
+        (f"# multicam edit of {video.name}: {programme.frames} frames at {programme.fps:g} fps "
+         f"({timecode(programme.frames, programme.fps)})"),
+        "# one shot a line: START END CAMERA; CAMERA is `wide` or `close NAME` (a character on stage).",
+        "# Shots follow each other without gaps from 00:00:00.000 to the end. Edit, then re-apply with",
+        f"#   talkstudio edit {video} --edl THIS_FILE",
+        "#",
+        "# start       end           camera             who speaks",
+    ]
+    rows = [f"{timecode(s.start, programme.fps)}  {timecode(s.end, programme.fps)}  {s.camera:<17}  "
+            f"# {_who(s, programme)}" for s in shots]
+    return "\n".join(head + rows) + "\n"
+
+
+def _who(shot: Shot, programme: Programme) -> str:
+    names = sorted({t.speaker for t in programme.turns if t.start < shot.end and t.end > shot.start},
+                   key=lambda n: min(t.start for t in programme.turns if t.speaker == n and t.end > shot.start))
+    if shot.close is not None and not any(t.speaker == shot.close and t.start < shot.end and t.end > shot.start
+                                          for t in programme.turns):
+        return f"{', '.join(names) or 'nobody'}; {shot.close} listens"
+    return ", ".join(names) or "nobody"
+
+
+def read_edl(file: Path, programme: Programme) -> list[Shot]:
+    """The shots of an edited EDL, checked: times, order, no gaps, the whole video, known cameras."""
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(Problem("edit decision list not found", file=Path(file), hint="check the --edl path")) from None
+    problems: list[Problem] = []
+    shots: list[tuple[int, Shot]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            shot = _parse_shot(line, programme, Path(file), number, problems)
+            if shot is not None:
+                shots.append((number, shot))
+    problems += _continuity_problems(shots, programme, Path(file))
+    if not shots and not problems:
+        problems.append(Problem("no shots in the edit decision list", file=Path(file),
+                                hint="one shot a line: START END wide|close NAME"))
+    if problems:
+        raise InputError(problems)
+    return [shot for _, shot in shots]
+
+
+def _parse_shot(line: str, programme: Programme, file: Path, number: int, problems: list[Problem]) -> Shot | None:
+    parts = line.split()
+    def fail(message: str, hint: str) -> None:
+        problems.append(Problem(message, file=file, line=number, hint=hint))
+
+    if len(parts) not in (3, 4) or (len(parts) == 3) != (parts[2] == "wide"):
+        fail(f"cannot read the shot {line!r}", "write START END wide, or START END close NAME")
+        return None
+    times = [_frame(t, programme.fps) for t in parts[:2]]
+    for text, frame in zip(parts[:2], times):
+        if frame is None:
+            fail(f"'{text}' is not a time", "write HH:MM:SS.mmm or seconds, e.g. 00:00:04.250 or 4.25")
+    if None in times:
+        return None
+    start, end = times
+    if end <= start:
+        fail(f"the shot ends ({parts[1]}) before it starts ({parts[0]})", "the end comes after the start")
+        return None
+    if len(parts) == 3:
+        return Shot(start, end)
+    if parts[2] != "close":
+        fail(f"unknown camera '{parts[2]}'", "cameras are `wide` and `close NAME`")
+        return None
+    name = parts[3]
+    missing = [s.id for s in programme.scenes if s.start < end and s.end > start and name not in s.faces]
+    if missing:
+        on_stage = sorted({n for s in programme.scenes for n in s.faces})
+        fail(f"no close-up of '{name}': not on stage in scene {', '.join(missing)} during this shot",
+             f"characters on stage: {', '.join(on_stage)}; or cut to wide there")
+        return None
+    return Shot(start, end, name)
+
+
+def _frame(text: str, fps: float) -> int | None:
+    match = TIME.match(text)
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    if minutes is None and hours is not None:
+        hours, minutes = None, hours
+    total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
+    return round(total * fps)
+
+
+def _continuity_problems(shots: list[tuple[int, Shot]], programme: Programme, file: Path) -> list[Problem]:
+    problems, expected, previous_line = [], 0, None
+    for number, shot in shots:
+        if shot.start != expected:
+            what = "leaves a gap after" if shot.start > expected else "overlaps"
+            after = f"the shot on line {previous_line}" if previous_line else "the start of the video"
+            problems.append(Problem(f"the shot starts at {timecode(shot.start, programme.fps)} and {what} {after} "
+                                    f"(which ends at {timecode(expected, programme.fps)})", file=file, line=number,
+                                    hint="each shot starts where the one before it ends"))
+        expected, previous_line = shot.end, number
+    if shots and expected != programme.frames:
+        problems.append(Problem(f"the last shot ends at {timecode(expected, programme.fps)} but the video is "
+                                f"{timecode(programme.frames, programme.fps)} long", file=file, line=previous_line,
+                                hint="the shots must cover the whole video"))
+    return problems
+
+
+# --- cutting the video ------------------------------------------------------------------------
+
+def close_up_rect(face: tuple, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of a close-up around a face: the video's aspect ratio, inside the frame."""
+    width, height = size
+    x, y, w, h = face
+    crop_h = min(max(h * CLOSE_UP_HEIGHT, height / MAX_ZOOM), height)
+    crop_h = round(crop_h)
+    crop_w = min(round(crop_h * width / height), width)
+    left = min(max(round(x + w / 2 - crop_w / 2), 0), width - crop_w)
+    top = min(max(round(y + h / 2 - FACE_LEVEL * crop_h), 0), height - crop_h)
+    return left, top, crop_w, crop_h
+
+
+def video_size(video: Path) -> tuple[int, int]:
+    from talkstudio.assemble import probe
+
+    found = re.search(r"Video: .*?, (\d{2,5})x(\d{2,5})", probe(video)["report"])
+    if not found:
+        raise InputError(Problem("no video stream found", file=Path(video), hint="give an mp4 made by talkstudio render"))
+    return int(found[1]), int(found[2])
+
+
+def cut_video(video: Path, shots: list[Shot], programme: Programme, target: Path) -> None:
+    """Write the cut: the wide frames, or close-ups cropped from them, re-encoded; audio and subtitles copied."""
+    import cv2
+
+    from talkstudio.assemble import FrameSink, read_frames
+
+    size = video_size(video)
+    rects = {(k, name): close_up_rect(box, size) for k, scene in enumerate(programme.scenes)
+             for name, box in scene.faces.items()}
+    picture = target.with_name(f".{target.stem}.picture.mp4")
+    sink = FrameSink(picture, programme.fps, size)
+    shown = 0
+    try:
+        for frame, shot in zip(read_frames(video, size), _shot_per_frame(shots)):
+            if shot.close is not None:
+                x, y, w, h = rects[(programme.scene_at(shown), shot.close)]
+                frame = cv2.resize(np.ascontiguousarray(frame[y:y + h, x:x + w]), size, interpolation=cv2.INTER_CUBIC)
+            sink.write(frame)
+            shown += 1
+        if shown != programme.frames:
+            raise InputError(Problem(f"the video has {shown} frames but its cues.json says {programme.frames}",
+                                     file=Path(video), hint="render it again: the video and its folder do not match"))
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    try:
+        _mux(picture, video, target)
+    finally:
+        picture.unlink(missing_ok=True)
+
+
+def _shot_per_frame(shots: list[Shot]):
+    for shot in shots:
+        for _ in range(shot.start, shot.end):
+            yield shot
+
+
+def _mux(picture: Path, source: Path, target: Path) -> None:
+    """The cut picture with the source's audio and subtitle tracks, as they are; target appears complete."""
+    from talkstudio.assemble import EncodeError
+    from talkstudio.audio_io import ffmpeg_exe
+
+    temp = target.with_name(f".{target.name}.part")
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(picture),
+                             "-i", str(source), "-map", "0:v", "-map", "1:a?", "-map", "1:s?", "-c", "copy",
+                             "-movflags", "+faststart", "-f", "mp4", str(temp)], capture_output=True, check=False)
+    try:
+        if result.returncode != 0:
+            raise EncodeError(f"ffmpeg failed: {result.stderr.decode(errors='replace').strip()[-600:]}")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+# --- the command ------------------------------------------------------------------------------
+
+@dataclass
+class EditResult:
+    target: Path
+    edl: Path
+    shots: list[Shot]
+    decided: bool  # the cut was decided here (else read from the given EDL)
+
+
+def default_edl(video: Path) -> Path:
+    return Path(video).with_suffix(".edl.txt")
+
+
+def default_cut(video: Path) -> Path:
+    return Path(video).with_name(f"{Path(video).stem}.cut.mp4")
+
+
+def edit_video(video: Path, target: Path | None = None, edl: Path | None = None,
+               settings: EditSettings = EditSettings(), overwrite: bool = False) -> EditResult:
+    """Cut a rendered video: decide the shots and write the EDL beside it, or apply an edited EDL."""
+    video = Path(video)
+    programme = load_programme(video)
+    target = Path(target) if target else default_cut(video)
+    if target.resolve() == video.resolve():
+        raise InputError(Problem("the cut would replace the video it is cut from", file=target,
+                                 hint="choose another -o"))
+    if edl is not None:
+        shots, decided = read_edl(edl, programme), False
+    else:
+        shots, decided, edl = decide_shots(programme, settings), True, default_edl(video)
+        _write_edl(edl, edl_text(shots, programme, video), overwrite)
+    cut_video(video, shots, programme, target)
+    return EditResult(target, Path(edl), shots, decided)
+
+
+def _write_edl(path: Path, text: str, overwrite: bool) -> None:
+    """Write the decided EDL, unless that would throw away a different one (perhaps edited by hand)."""
+    if path.exists() and path.read_text(encoding="utf-8") != text and not overwrite:
+        raise InputError(Problem("an edit decision list with other shots is already here (edited by you?)",
+                                 file=path, hint=f"apply it with --edl {path}, or --overwrite to replace it "
+                                                 f"with a fresh automatic edit"))
+    path.write_text(text, encoding="utf-8")

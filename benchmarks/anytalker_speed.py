@@ -19,6 +19,7 @@ import torch
 
 import talkstudio.generators.anytalker.transformer as transformer
 from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer, attend
+from talkstudio.generators.wan import cast_for_inference
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 
@@ -94,7 +95,7 @@ def main() -> None:
     else:
         config, frames, height, width = AnyTalkerConfig(), 81, 448, 832
     torch.manual_seed(0)
-    model = AnyTalkerTransformer(config).to(device, dtype).eval()
+    model = cast_for_inference(AnyTalkerTransformer(config).to(device), dtype).eval()
     x, t, text, clip, audios, faces, masks = inputs(config, frames, height, width, args.identities, device, dtype)
 
     def ours():

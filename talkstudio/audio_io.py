@@ -45,6 +45,48 @@ def read_audio(path: Path, rate: int) -> np.ndarray:
     return samples
 
 
+def audio_rate(path: Path) -> int:
+    """The sample rate of the first audio stream of any file ffmpeg reads (from its stream listing)."""
+    import re
+    import subprocess
+
+    listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                             capture_output=True, text=True, errors="replace").stderr
+    found = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz", listing)
+    if found is None:
+        detail = listing.strip().splitlines()[-1:] or ["no audio stream"]
+        raise InputError(Problem(f"no audio stream ffmpeg can read ({detail[0]})", file=path,
+                                 hint="give a recording: WAV, FLAC, MP3, Ogg, M4A... (any format ffmpeg reads)"))
+    return int(found[1])
+
+
+def decode_blocks(path: Path, rate: int, block: int) -> Iterator[np.ndarray]:
+    """Decode any audio file ffmpeg reads to mono float32 at `rate`, `block` samples at a time (the last may
+    be shorter), through a pipe: memory holds one block however long the recording is."""
+    import subprocess
+    import tempfile
+
+    command = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(rate),
+               "-f", "f32le", "-acodec", "pcm_f32le", "pipe:"]
+    # errors go to a file: a damaged recording can log more than a pipe holds while we read the samples
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
+    try:
+        while chunk := process.stdout.read(4 * block):
+            yield np.frombuffer(chunk, dtype=np.float32)
+        if process.wait() != 0:
+            log.seek(0)
+            errors = log.read().decode(errors="replace").strip()
+            raise InputError(Problem(f"cannot decode audio: {(errors.splitlines() or ['unknown error'])[-1]}",
+                                     file=path, hint="convert it to WAV or another format ffmpeg reads"))
+    finally:
+        if process.poll() is None:  # the consumer stopped early: ffmpeg must not wait on a full pipe
+            process.kill()
+        process.wait()
+        process.stdout.close()
+        log.close()
+
+
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling (Kaiser-windowed FIR); returns the input when the rates match."""
     if source_rate == target_rate:

@@ -224,6 +224,12 @@ def load_screenplay(file: str | Path) -> Screenplay:
     if not isinstance(data, dict):
         raise InputError(source.problem((), "the screenplay must be a mapping with cast: and scenes:",
                                         hint="see scripts_examples/ for the layout"))
+    return screenplay_from_data(data, source, file)
+
+
+def screenplay_from_data(data: dict, source: SourceMap, file: Path) -> Screenplay:
+    """Validate and resolve parsed screenplay data (e.g. built around a podcast's cast file); raise
+    InputError listing every problem at its place in `source`."""
     problems: list[Problem] = []
     data = _expand_shorthands(data, source, problems)
     if problems:

@@ -133,6 +133,12 @@ def _recorded_cached(audio: Path, rate: int, cache: Cache) -> Path:
     return stored
 
 
+def store_clip(path: Path, samples: np.ndarray, rate: int) -> Clip:
+    """A clip of samples already at the timeline rate (a piece of a recording), stored like speech."""
+    _store_speech(path, Speech(samples, rate))
+    return Clip(path, rate, len(samples))
+
+
 def synthesize_cached(text: str, voice: Voice, cache: Cache, stats: SpeechStats) -> tuple[Path, Speech]:
     """The stored file and the speech for a line, synthesised only when the cache lacks it."""
     key = speech_key(text, voice)

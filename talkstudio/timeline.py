@@ -198,11 +198,30 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
     placed.sort(key=lambda p: p.start)
 
     timeline = Timeline(rate, screenplay.fps, speakers, spans[-1].end_sample, cues, spans, placed, warnings=warnings)
-    timeline.gain, timeline.loudness = normalise(timeline.raw_mix, timeline.samples, rate,
+    return _normalised(timeline, screenplay)
+
+
+def recorded_timeline(screenplay: Screenplay, speakers: list[str], pieces: list[tuple[int, int, Clip]],
+                      cues: list[Cue], samples: int, rate: int) -> Timeline:
+    """A timeline of recorded pieces already at their places (speaker index, start sample, clip), as one
+    scene (the screenplay's first) of at least `samples`: a podcast's tracks, gated to detected speech."""
+    clock = FrameClock(rate, screenplay.fps)
+    frames = clock.frames_covering(samples)
+    end = clock.sample_of(frames)
+    scene = SceneSpan(screenplay.scenes[0].id, 0.0, end / rate, 0, end, 0, frames)
+    volume = [screenplay.cast[name].voice.volume for name in speakers]
+    placed = sorted((_Placed(speaker, start, clip, volume[speaker] * clip.gain) for speaker, start, clip in pieces),
+                    key=lambda p: p.start)
+    return _normalised(Timeline(rate, screenplay.fps, speakers, end, cues, [scene], placed), screenplay)
+
+
+def _normalised(timeline: Timeline, screenplay: Screenplay) -> Timeline:
+    """The timeline with its gain curve: the mix at the screenplay's loudness, under its true-peak ceiling."""
+    timeline.gain, timeline.loudness = normalise(timeline.raw_mix, timeline.samples, timeline.rate,
                                                  screenplay.audio.loudness, screenplay.audio.true_peak)
     if timeline.loudness.limited_db < -12:
-        warnings.append(f"the limiter took up to {-timeline.loudness.limited_db:.1f} dB off peaks to reach "
-                        f"{screenplay.audio.loudness:g} LUFS; a lower audio.loudness sounds cleaner")
+        timeline.warnings.append(f"the limiter took up to {-timeline.loudness.limited_db:.1f} dB off peaks to reach "
+                                 f"{screenplay.audio.loudness:g} LUFS; a lower audio.loudness sounds cleaner")
     return timeline
 
 

@@ -518,16 +518,29 @@ def _log_internal_error() -> Path:
     return log
 
 
+INTERRUPTED = 130
+
+
+def _say_interrupted() -> None:
+    err.print("interrupted: what was finished is kept in the cache; run the same command to go on", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app; bad input exits 2 with the problems, internal failures exit 1 with a log."""
     try:
         app(args=argv, prog_name="talkstudio")  # usage errors: Typer prints them and exits 2
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if code == INTERRUPTED:  # Ctrl-C, which Typer turns into this exit code
+            _say_interrupted()
+        return code
     except InputError as error:
         for problem in error.problems:
             err.print(f"[red]error:[/red] {escape(problem.render())}", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        _say_interrupted()
+        return INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place that turns crashes into a log
         log = _log_internal_error()
         err.print(f"[red]internal error:[/red] {escape(f'{type(error).__name__}: {error}')}\n"

@@ -16,7 +16,8 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"talkstudio {__version__}"
 
 
-@pytest.mark.parametrize("command", ["validate", "audio", "voices", "schema"])
+@pytest.mark.parametrize("command", ["validate", "audio", "render", "plan", "voices", "say", "doctor", "schema",
+                                     "batch", "podcast", "import", "edit"])
 def test_every_command_has_help(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
@@ -88,3 +89,23 @@ def test_doctor_reports_backends_and_why_not(tmp_path):
     assert "backend puppet" in result.stdout and "ready (CPU)" in result.stdout
     assert "backend anytalker" in result.stdout and "incomplete" in result.stdout
     assert "voice engine espeak" in result.stdout
+
+
+def test_ctrl_c_keeps_the_work_and_says_how_to_go_on(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import EXAMPLES, ROOT
+
+    script = next(p for p in EXAMPLES if p.stem == "podcast")
+    process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "render", str(script), "-o", str(tmp_path / "x.mp4"),
+                                "--cache", str(tmp_path / "cache")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the render finished before the interrupt")
+    assert process.returncode == 130 and "Traceback" not in stderr and "run the same command to go on" in stderr

@@ -201,3 +201,21 @@ def test_more_people_than_the_weights_drive_is_refused_before_loading(tiny, mode
         "{ben: Fine thanks.}", "{ben: Fine thanks.}, {cy: Me too.}"))
     assert _render(script, tmp_path / "no-models-needed", tmp_path / "x.mp4", 29) == 2
     assert "multitalk drives at most 2 at once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("do_normalize", [True, False])
+def test_wav2vec_follows_its_folders_preprocessor_config(models, tmp_path, do_normalize):
+    """With do_normalize (the default) the waveform's level does not matter; without it, it does."""
+    import shutil
+
+    from talkstudio.generators.anytalker.audio import layer_features, load_wav2vec
+
+    folder = tmp_path / "wav2vec"
+    shutil.copytree(models / "chinese-wav2vec2-base", folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"do_normalize": do_normalize,
+                                                                 "sampling_rate": 16000}))
+    model = load_wav2vec(folder)
+    t = np.arange(16000) / 16000
+    voice = (0.1 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    same = torch.allclose(layer_features(model, voice, 25), layer_features(model, 4 * voice, 25), atol=1e-4)
+    assert same is do_normalize

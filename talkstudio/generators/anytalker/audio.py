@@ -19,10 +19,17 @@ WINDOW = 2  # frames either side
 
 
 def load_wav2vec(folder: Path, device: str = "cpu", dtype=None):
-    """wav2vec2-base-960h from its downloaded folder (transformers' Wav2Vec2Model)."""
+    """A wav2vec2 model from its downloaded folder (transformers' Wav2Vec2Model), remembering whether its
+    feature extractor normalises the waveform (preprocessor_config.json's do_normalize; default yes)."""
+    import json
+
     from transformers import Wav2Vec2Model
 
-    return Wav2Vec2Model.from_pretrained(str(folder), local_files_only=True).to(device=device, dtype=dtype).eval()
+    model = Wav2Vec2Model.from_pretrained(str(folder), local_files_only=True).to(device=device, dtype=dtype).eval()
+    preprocessor = Path(folder) / "preprocessor_config.json"
+    settings = json.loads(preprocessor.read_text()) if preprocessor.is_file() else {}
+    model.normalizes_input = bool(settings.get("do_normalize", True))
+    return model
 
 
 def normalise(samples: np.ndarray) -> np.ndarray:
@@ -36,13 +43,13 @@ def frame_features(model, samples: np.ndarray, frames: int):
     return frame_windows(layer_features(model, samples, frames), 0, frames)
 
 
-def layer_features(model, samples: np.ndarray, frames: int, normalize: bool = True):
+def layer_features(model, samples: np.ndarray, frames: int):
     """[frames, layers, hidden]: every encoder layer's output, at `frames` evenly spread over the track."""
     import torch
     import torch.nn.functional as F
 
     parameter = next(model.parameters())
-    waveform = normalise(samples) if normalize else samples.astype(np.float32)
+    waveform = normalise(samples) if getattr(model, "normalizes_input", True) else samples.astype(np.float32)
     waveform = torch.from_numpy(waveform)[None].to(parameter.device, parameter.dtype)
     layers: list = []
 

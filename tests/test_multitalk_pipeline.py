@@ -81,10 +81,10 @@ def components(models):
 
     patch = _pytest.MonkeyPatch()
     tiny_configs(patch)
-    from talkstudio.generators.multitalk import load_components
-    from talkstudio.generators.multitalk.models import locate
+    from talkstudio.generators.multitalk.models import load_transformer, locate
+    from talkstudio.generators.wan_pipeline import load_components
 
-    loaded = load_components(locate(models, "multitalk"), "cpu")
+    loaded = load_components(locate(models, "multitalk"), load_transformer, "cpu")
     patch.undo()
     return loaded
 

@@ -7,6 +7,7 @@ load the official state dicts strictly. Attention runs through torch's scaled_do
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,41 @@ from torch import nn
 CLIP_DIM = 1280
 AUDIO_WINDOW, AUDIO_LAYERS, AUDIO_CHANNELS = 5, 12, 768  # wav2vec2-base: +-2 frames x 12 layers x 768
 VAE_STRIDE_T = 4
+
+
+@dataclass
+class WanConfig:
+    """The Wan DiT's fields as its config.json files name them; each backend adds its audio settings.
+    Defaults are Wan2.1-I2V-14B's."""
+
+    dim: int = 5120
+    ffn_dim: int = 13824
+    num_heads: int = 40
+    num_layers: int = 40
+    in_dim: int = 36
+    out_dim: int = 16
+    text_dim: int = 4096
+    text_len: int = 512
+    freq_dim: int = 256
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    # the audio projection of MultiTalk-style windows (WindowAudioProj)
+    audio_window: int = 5
+    intermediate_dim: int = 512
+    context_tokens: int = 32
+    vae_scale: int = 4
+    norm_input_visual: bool = True
+    norm_output_audio: bool = True
+
+    @classmethod
+    def from_json(cls, data: dict):
+        """The known fields of a config.json (others, such as diffusers' _class_name, are not the network's)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "patch_size" in known:
+            known["patch_size"] = tuple(known["patch_size"])
+        return cls(**known)
 
 
 # --- rotary position embedding (3D: frames, height, width) --------------------------------

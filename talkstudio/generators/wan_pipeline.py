@@ -86,3 +86,30 @@ def decode_latents(vae, latent):
     mean, std = _latent_stats(vae, latent.device)
     with torch.no_grad():
         return vae.decode(latent * std + mean).sample
+
+
+def load_components(files, load_transformer, device: str, offload: bool = False) -> Components:
+    """The DiT (`load_transformer(files, device, dtype)`) and the Wan encoders, VAE and wav2vec from the
+    official files (T5 and CLIP in their original precisions; the DiT in bf16 on a GPU).
+
+    With `offload` the encoders and the VAE are loaded on the CPU and visit the device only while
+    they work, so the GPU holds little more than the DiT.
+    """
+    import torch
+
+    from talkstudio.generators.anytalker.audio import load_wav2vec
+    from talkstudio.generators.anytalker.image_encoder import load_image_encoder
+    from talkstudio.generators.anytalker.text_encoder import load_text_encoder
+    from talkstudio.generators.anytalker.vae import load_wan_vae
+
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    resting = "cpu" if offload else device
+    return Components(
+        transformer=load_transformer(files, device, dtype),
+        vae=load_wan_vae(files.vae, resting),
+        wav2vec=load_wav2vec(files.wav2vec, resting),
+        text_encoder=load_text_encoder(files.t5, files.t5_tokenizer, resting),
+        image_encoder=load_image_encoder(files.clip, resting, torch.float16 if cuda else None),
+        dtype=dtype, offload=offload,
+    )

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from talkstudio.voices import Speech, VoiceInfo, Word
+from talkstudio.voices.common import OUTER_PUNCTUATION
 
 if TYPE_CHECKING:
     from talkstudio.screenplay import Voice
@@ -58,7 +59,6 @@ SENTENCE_GAP_S = 0.3
 EDGE_MARGIN_S = 0.01
 VOICED_BELOW_PEAK_DB = 35  # samples this far under the clip's peak count as silence
 FORMAT = 1  # bump when the way text becomes audio here changes
-_OUTER_PUNCTUATION = ".,;:!?\"'()[]{}«»“”‘’—–-…¡¿"
 
 
 class ModelFolderError(ValueError):
@@ -225,7 +225,7 @@ def estimate_words(text: str, start: float, end: float) -> list[Word]:
     cleaned (and usually phonemised) token sequence, not the written words. Spoken length
     follows written length closely enough for captions and mouth timing.
     """
-    words = [w for token in text.split() if (w := token.strip(_OUTER_PUNCTUATION) or token) and _speakable(w)]
+    words = [w for token in text.split() if (w := token.strip(OUTER_PUNCTUATION) or token) and _speakable(w)]
     total = sum(len(w) for w in words)
     timed, elapsed = [], 0
     for word in words:

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pickle
-import re
 import threading
-import warnings
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +28,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from talkstudio.voices import Phoneme, Speech, VoiceInfo, Word
+from talkstudio.voices.common import OUTER_PUNCTUATION, SILENCE_FLOOR, TOKEN, in_forked_child, trim_edges
 
 if TYPE_CHECKING:
     from talkstudio.screenplay import Voice
@@ -58,8 +56,6 @@ MIN_WPM, MAX_WPM = 80, 450
 # with about 6.2 steps per semitone (measured: benchmarks/espeak_pitch.py), so
 # espeak reaches about 8 semitones either way; further shifts are clamped.
 PITCH_STEPS_PER_SEMITONE = 6.2
-SILENCE_FLOOR = 10 ** (-50 / 20)  # trim threshold, -50 dBFS
-EDGE_MARGIN_S = 0.01
 RANDOM_SEED = 1
 
 
@@ -230,8 +226,6 @@ def to_ssml(text: str) -> tuple[str, list[int]]:
     return "".join(parts), offsets
 
 
-_TOKEN = re.compile(r"\S+")
-_OUTER_PUNCTUATION = ".,;:!?\"'()[]{}«»“”‘’—–-…¡¿"
 
 
 class EspeakEngine:
@@ -249,7 +243,7 @@ class EspeakEngine:
     def _languages(self) -> dict[str, tuple[str, str]]:
         """language code -> (voice file to load, voice name); a voice's first language wins."""
         known: dict[str, tuple[str, str]] = {}
-        voices = _in_pristine_child(_lib().list_voices)  # listing loads voice files: keep that out of this process
+        voices = in_forked_child("espeak-ng", _lib().list_voices)  # listing loads voice files: keep that out of this process
         for rank in range(4):
             for name, identifier, languages in voices:
                 if rank < len(languages):
@@ -324,42 +318,11 @@ class EspeakEngine:
         ssml, offsets = to_ssml(text)
         with _lock:
             library = _lib()
-            pcm, events = _in_pristine_child(library.synth, ssml, self._voice_file(name), wpm, pitch, pitch_range)
+            pcm, events = in_forked_child("espeak-ng", library.synth, ssml, self._voice_file(name), wpm, pitch, pitch_range)
         rate = library.rate
         samples = pcm.astype(np.float32) / 32768.0
         words, phonemes = _timings(text, offsets, events, samples, rate)
-        return _trim_edges(Speech(samples, rate, words, phonemes))
-
-
-def _in_pristine_child(function, *args):
-    """Run `function(*args)` in a forked child and return its result (in-process where fork is missing)."""
-    if not hasattr(os, "fork"):
-        return function(*args)
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the child only calls espeak and writes a pipe
-        pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            try:
-                payload = pickle.dumps(("ok", function(*args)))
-            except Exception as error:  # noqa: BLE001 - handed to the parent, which raises it
-                payload = pickle.dumps(("error", f"{type(error).__name__}: {error}"))
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(payload)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        payload = pipe.read()
-    os.waitpid(pid, 0)
-    if not payload:
-        raise RuntimeError("espeak-ng synthesis process died")
-    status, result = pickle.loads(payload)
-    if status == "error":
-        raise RuntimeError(f"espeak-ng: {result}")
-    return result
+        return trim_edges(Speech(samples, rate, words, phonemes))
 
 
 def _timings(text, offsets, events, samples, rate) -> tuple[list[Word], list[Phoneme]]:
@@ -396,9 +359,9 @@ def _word_text(text: str, offsets: list[int], position: int) -> str:
     index = position - 1
     if not 0 <= index < len(offsets):
         return ""
-    match = _TOKEN.match(text, offsets[index])
+    match = TOKEN.match(text, offsets[index])
     token = match.group(0) if match else ""
-    return token.strip(_OUTER_PUNCTUATION) or token
+    return token.strip(OUTER_PUNCTUATION) or token
 
 
 def _last_voiced(samples: np.ndarray, start: int, stop: int) -> int:
@@ -406,22 +369,3 @@ def _last_voiced(samples: np.ndarray, start: int, stop: int) -> int:
     return start + int(voiced[-1]) + 1 if len(voiced) else start
 
 
-def _trim_edges(speech: Speech) -> Speech:
-    """Cut leading and trailing silence (keeping a short margin), shifting the timings."""
-    voiced = np.flatnonzero(np.abs(speech.samples) > SILENCE_FLOOR)
-    if not len(voiced):
-        return speech
-    margin = int(EDGE_MARGIN_S * speech.rate)
-    first = max(int(voiced[0]) - margin, 0)
-    last = min(int(voiced[-1]) + 1 + margin, len(speech.samples))
-    shift, duration = first / speech.rate, (last - first) / speech.rate
-
-    def clamp(t: float) -> float:
-        return min(max(t - shift, 0.0), duration)
-
-    return Speech(
-        speech.samples[first:last].copy(),
-        speech.rate,
-        [Word(w.text, clamp(w.start), clamp(w.end)) for w in speech.words],
-        [Phoneme(p.symbol, clamp(p.start), clamp(p.end)) for p in speech.phonemes],
-    )

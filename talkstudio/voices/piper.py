@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import threading
 import unicodedata
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
@@ -39,12 +37,7 @@ import numpy as np
 
 from talkstudio.cache import file_digest
 from talkstudio.voices import Phoneme, Speech, VoiceInfo, Word
-from talkstudio.voices.espeak import (
-    _OUTER_PUNCTUATION,
-    _TOKEN,
-    SILENCE_FLOOR,
-    _trim_edges,
-)
+from talkstudio.voices.common import OUTER_PUNCTUATION, SILENCE_FLOOR, TOKEN, in_forked_child, trim_edges
 
 if TYPE_CHECKING:
     from piper import PiperConfig, PiperVoice
@@ -323,11 +316,11 @@ class PiperEngine:
         files, config, settings = self._resolve(voice)
         if hasattr(os, "fork"):
             piper_voice = self._voice(files, config)
-            chunks = _in_pristine_child(_speak, piper_voice, text, settings)
+            chunks = in_forked_child("piper", _speak, piper_voice, text, settings)
         else:
             piper_voice = _load_voice(files, config)  # freshly seeded: the same noise as a forked child
             chunks = _speak(piper_voice, text, settings)
-        return _trim_edges(_assemble(text, chunks, config.sample_rate, piper_voice.phonemize))
+        return trim_edges(_assemble(text, chunks, config.sample_rate, piper_voice.phonemize))
 
 
 @dataclass
@@ -355,35 +348,6 @@ def _speak(piper_voice: PiperVoice, text: str, settings: Settings) -> list[_Chun
                [a.num_samples for a in chunk.phoneme_alignments] if chunk.phoneme_alignments else None)
         for chunk in piper_voice.synthesize(text, config, include_alignments=True)
     ]
-
-
-def _in_pristine_child(function, *args):
-    """Run `function(*args)` in a forked child, so the parent's session is never run, and return its result."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the child only runs the model and writes a pipe
-        pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            try:
-                payload = pickle.dumps(("ok", function(*args)))
-            except Exception as error:  # noqa: BLE001 - handed to the parent, which raises it
-                payload = pickle.dumps(("error", f"{type(error).__name__}: {error}"))
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(payload)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        payload = pipe.read()
-    os.waitpid(pid, 0)
-    if not payload:
-        raise RuntimeError("piper synthesis process died")
-    status, result = pickle.loads(payload)
-    if status == "error":
-        raise RuntimeError(f"piper: {result}")
-    return result
 
 
 def _assemble(text: str, chunks: list[_Chunk], rate: int, phonemize) -> Speech:
@@ -491,7 +455,7 @@ def _words(text: str, spoken: list[tuple[int, int]], phonemize) -> list[tuple[st
     spoken words it makes, and takes that share of the spoken words, in order
     (a fraction of one where the counts disagree).
     """
-    written = [word for token in _TOKEN.findall(text) if (word := token.strip(_OUTER_PUNCTUATION))]
+    written = [word for token in TOKEN.findall(text) if (word := token.strip(OUTER_PUNCTUATION))]
     if not spoken or not written:
         return []
     counts = [_phonemised_word_count(word, phonemize) for word in written]

@@ -31,7 +31,8 @@ def create(models=None, device: str | None = None, steps: int = 40, guide: float
     from pathlib import Path
 
     from talkstudio.errors import InputError, Problem
-    from talkstudio.generators.anytalker.models import load_components, locate
+    from talkstudio.generators.anytalker.models import load_transformer, locate
+    from talkstudio.generators.wan_pipeline import load_components
 
     _check_settings(steps, guide, shift, max_area)
     root = models or os.environ.get(MODELS_ENV)
@@ -47,7 +48,7 @@ def create(models=None, device: str | None = None, steps: int = 40, guide: float
     low_memory = _gpu_gib(device) < LOW_MEMORY_GIB
     offload = low_memory if offload is None else offload
     vae_tiles = low_memory if vae_tiles is None else vae_tiles
-    components = load_components(files, device, offload=offload)
+    components = load_components(files, load_transformer, device, offload=offload)
     if vae_tiles:
         components.vae.enable_tiling()
     return AnyTalkerGenerator(components, steps, shift, guide, max_area, device, vae_tiles)

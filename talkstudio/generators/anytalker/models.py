@@ -105,30 +105,3 @@ def model_size(width: int, height: int, max_area: int = 832 * 480) -> tuple[int,
     if abs(w1 - w) + abs(h1 - h) <= abs(w2 - w) + abs(h2 - h):
         return w1, h1
     return w2, h2
-
-
-def load_components(files: AnyTalkerFiles, device: str = "cuda", dtype=None, offload: bool = False):
-    """Every network of the backend from the official files (T5 and CLIP in their original precisions).
-
-    With `offload` the encoders and the VAE are loaded on the CPU and visit the device only while
-    they work, so the GPU holds little more than the DiT.
-    """
-    import torch
-
-    from talkstudio.generators.anytalker.audio import load_wav2vec
-    from talkstudio.generators.anytalker.image_encoder import load_image_encoder
-    from talkstudio.generators.wan_pipeline import Components
-    from talkstudio.generators.anytalker.text_encoder import load_text_encoder
-    from talkstudio.generators.anytalker.vae import load_wan_vae
-
-    cuda = device.startswith("cuda")
-    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
-    resting = "cpu" if offload else device
-    return Components(
-        transformer=load_transformer(files, device, dtype),
-        vae=load_wan_vae(files.vae, resting),
-        wav2vec=load_wav2vec(files.wav2vec, resting),
-        text_encoder=load_text_encoder(files.t5, files.t5_tokenizer, resting),
-        image_encoder=load_image_encoder(files.clip, resting, torch.float16 if cuda else None),
-        dtype=dtype, offload=offload,
-    )

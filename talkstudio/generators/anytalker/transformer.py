@@ -23,46 +23,24 @@ from torch import nn
 
 from talkstudio.generators.wan import (AUDIO_CHANNELS, AUDIO_LAYERS, AUDIO_WINDOW, CLIP_DIM, VAE_STRIDE_T, Head,
                                        MLPProj, WanI2VCrossAttention, WanLayerNorm, WanRMSNorm, WanSelfAttention,
-                                       WindowAudioProj, attend, audio_windows, rope_frequencies,
+                                       WanConfig, WindowAudioProj, attend, audio_windows, rope_frequencies,
                                        sinusoidal_embedding, unpatchify)
 
 AUDIO_TOKENS = 32  # per video frame
 
 
 @dataclass
-class AnyTalkerConfig:
-    """The fields of `config_af2v_*.json` the network needs (names as in that file)."""
+class AnyTalkerConfig(WanConfig):
+    """The fields of `config_af2v_*.json` the network needs (names as in that file); 1.3B by default."""
 
     dim: int = 1536
     ffn_dim: int = 8960
     num_heads: int = 12
     num_layers: int = 30
-    in_dim: int = 36
-    out_dim: int = 16
-    text_dim: int = 4096
-    text_len: int = 512
-    freq_dim: int = 256
-    patch_size: tuple[int, int, int] = (1, 2, 2)
-    eps: float = 1e-6
-    qk_norm: bool = True
-    cross_attn_norm: bool = True
     # the 14B multi-person checkpoint's older path: Wan I2V cross-attention plus a per-latent-frame audio
     # attention over MultiTalk-style audio windows (config_af2v_14B.json)
     legacy_audio_cross_attn: bool = False
-    audio_window: int = 5
-    intermediate_dim: int = 512
     audio_output_dim: int = 768
-    context_tokens: int = 32
-    vae_scale: int = 4
-    norm_input_visual: bool = True
-    norm_output_audio: bool = True
-
-    @classmethod
-    def from_json(cls, data: dict) -> AnyTalkerConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "patch_size" in known:
-            known["patch_size"] = tuple(known["patch_size"])
-        return cls(**known)
 
 
 def frame_audio_attention(q, k_face, v_face, k_audio, v_audio, grid):

@@ -37,7 +37,8 @@ def create(models=None, device: str | None = None, backend: str = "multitalk", s
 
     from talkstudio.errors import InputError, Problem
     from talkstudio.generators.anytalker import _gpu_gib
-    from talkstudio.generators.multitalk.models import locate
+    from talkstudio.generators.multitalk.models import load_transformer, locate
+    from talkstudio.generators.wan_pipeline import load_components
 
     _check_settings(steps, text_guide, audio_guide, resolution, lora)
     root = models or os.environ.get(MODELS_ENV)
@@ -52,7 +53,7 @@ def create(models=None, device: str | None = None, backend: str = "multitalk", s
                                  hint="pip install 'talkstudio[anytalker]'")) from None
     device = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
     low_memory = _gpu_gib(device) < LOW_MEMORY_GIB
-    components = load_components(files, device, offload=low_memory if offload is None else offload)
+    components = load_components(files, load_transformer, device, low_memory if offload is None else offload)
     if lora:
         from talkstudio.generators.multitalk.lora import apply_lora
 
@@ -89,30 +90,6 @@ def _check_settings(steps, text_guide, audio_guide, resolution, lora) -> None:
     ) if message]
     if problems:
         raise InputError(problems)
-
-
-def load_components(files, device: str, offload: bool = False):
-    """Every network from the official files: the Wan encoders and VAE as AnyTalker loads them."""
-    import torch
-
-    from talkstudio.generators.anytalker.audio import load_wav2vec
-    from talkstudio.generators.anytalker.image_encoder import load_image_encoder
-    from talkstudio.generators.anytalker.text_encoder import load_text_encoder
-    from talkstudio.generators.anytalker.vae import load_wan_vae
-    from talkstudio.generators.multitalk.models import load_transformer
-    from talkstudio.generators.wan_pipeline import Components
-
-    cuda = device.startswith("cuda")
-    dtype = torch.bfloat16 if cuda else torch.float32
-    resting = "cpu" if offload else device
-    return Components(
-        transformer=load_transformer(files, device, dtype),
-        vae=load_wan_vae(files.vae, resting),
-        wav2vec=load_wav2vec(files.wav2vec, resting),
-        text_encoder=load_text_encoder(files.t5, files.t5_tokenizer, resting),
-        image_encoder=load_image_encoder(files.clip, resting, torch.float16 if cuda else None),
-        dtype=dtype, offload=offload,
-    )
 
 
 @dataclass(frozen=True)

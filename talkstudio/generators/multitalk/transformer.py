@@ -21,49 +21,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from talkstudio.generators.wan import (CLIP_DIM, Head, MLPProj, WanI2VCrossAttention, WanLayerNorm, WanSelfAttention,
-                                       WindowAudioProj, attend, audio_windows, rope_frequencies,
+                                       WanConfig, WindowAudioProj, attend, audio_windows, rope_frequencies,
                                        sinusoidal_embedding, unpatchify)
 
 AFFINITY_CHUNK = 4096  # query tokens per step of the affinity map: bounds its memory at 480p
 
 
 @dataclass
-class MultiTalkConfig:
+class MultiTalkConfig(WanConfig):
     """Wan2.1-I2V-14B's config.json fields plus MultiTalk's audio settings (names as in the original)."""
 
-    dim: int = 5120
-    ffn_dim: int = 13824
-    num_heads: int = 40
-    num_layers: int = 40
-    in_dim: int = 36
-    out_dim: int = 16
-    text_dim: int = 4096
-    text_len: int = 512
-    freq_dim: int = 256
-    patch_size: tuple[int, int, int] = (1, 2, 2)
-    eps: float = 1e-6
-    qk_norm: bool = True
-    cross_attn_norm: bool = True
-    audio_window: int = 5
-    intermediate_dim: int = 512
-    output_dim: int = 768
-    context_tokens: int = 32
-    vae_scale: int = 4
-    norm_input_visual: bool = True
-    norm_output_audio: bool = True
+    output_dim: int = 768  # audio token width
     class_range: int = 24
     class_interval: int = 4
 
     @property
     def audio_output_dim(self) -> int:
         return self.output_dim
-
-    @classmethod
-    def from_json(cls, data: dict) -> MultiTalkConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "patch_size" in known:
-            known["patch_size"] = tuple(known["patch_size"])
-        return cls(**known)
 
 
 # --- which person each video token belongs to ----------------------------------------------

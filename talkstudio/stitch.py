@@ -40,9 +40,13 @@ def crossfade(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def colour_match(frames: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Match each channel's mean and spread of the chunk to the reference image (Reinhard-style, in RGB)."""
-    source = frames.astype(np.float32)
-    mean, std = source.mean(axis=(0, 1, 2)), source.std(axis=(0, 1, 2)) + 1e-6
-    ref = reference.astype(np.float32)
+    """Each Lab channel's mean and spread over the chunk moved to the reference image's (as MultiTalk's
+    colour correction, but with one transfer for the whole chunk, so frames within it cannot flicker)."""
+    import cv2
+
+    lab = cv2.cvtColor(frames.reshape(-1, frames.shape[2], 3).astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    ref = cv2.cvtColor(reference.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    mean, std = lab.mean(axis=(0, 1)), lab.std(axis=(0, 1)) + 1e-6
     ref_mean, ref_std = ref.mean(axis=(0, 1)), ref.std(axis=(0, 1)) + 1e-6
-    return np.clip((source - mean) * (ref_std / std) + ref_mean, 0, 255).round().astype(np.uint8)
+    moved = cv2.cvtColor((lab - mean) * (ref_std / std) + ref_mean, cv2.COLOR_LAB2RGB)
+    return np.clip(moved * 255, 0, 255).round().astype(np.uint8).reshape(frames.shape)

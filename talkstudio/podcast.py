@@ -459,7 +459,7 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     from talkstudio.assemble import assemble
     from talkstudio.chunks import render_chunks
     from talkstudio.generators import GENERATORS, get_generator
-    from talkstudio.render import RenderOptions, _check_output_folder, _generator, _write_stages
+    from talkstudio.render import RenderOptions, check_output_folder, load_generator, write_stages
     from talkstudio.stage import build_stage
     from talkstudio.subtitles import write_subtitles
     from talkstudio.transcript import Alignment, align, read_transcript
@@ -467,14 +467,14 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     options = options or RenderOptions()
     target = Path(target)
     work_dir = target.with_suffix("")
-    _check_output_folder(work_dir)
+    check_output_folder(work_dir)
     timings, clock = {}, time.perf_counter()
 
     # 1. check everything before any work: cast file, recordings, transcript, backend, the VAD
     screenplay, detection = load_cast(cast_file, tracks)
     rates = [audio_rate(path) for _, path in tracks]
     entries = read_transcript(transcript, {n: screenplay.cast[n].name for n, _ in tracks}) if transcript else None
-    generator = _generator(screenplay, options, GENERATORS, get_generator)
+    generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
     try:
         model_identity()
@@ -483,7 +483,7 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
 
     # 2. the stage: the hosts' picture, and whose face is where
     stage = build_stage(screenplay, screenplay.scenes[0], cache)
-    _write_stages(work_dir / "stages.json", screenplay, [stage])
+    write_stages(work_dir / "stages.json", screenplay, [stage])
     timings["stages"] = time.perf_counter() - clock
 
     # 3. who speaks when, each track's bleed given back to its source

@@ -52,7 +52,7 @@ class VideoResult:
     up_to_date: bool = False
 
 
-def _check_output_folder(folder: Path) -> None:
+def check_output_folder(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise InputError(Problem(f"output path {folder} exists and is not a folder",
                                  hint="choose another -o, or remove the file"))
@@ -60,7 +60,7 @@ def _check_output_folder(folder: Path) -> None:
 
 def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) -> AudioResult:
     out_dir = Path(out_dir)
-    _check_output_folder(out_dir)
+    check_output_folder(out_dir)
     # 0. nothing to do when the outputs were made from exactly these inputs
     if cache.enabled and manifest.up_to_date(out_dir, "audio", script):
         reporter.info(f"{out_dir}: up to date (inputs unchanged); --no-cache redoes it")
@@ -108,7 +108,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     options = options or RenderOptions()
     target = Path(target)
     work_dir = target.with_suffix("")
-    _check_output_folder(work_dir)
+    check_output_folder(work_dir)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     settings = _settings(options)
@@ -127,7 +127,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
 
     # 1. parse and check everything before any work starts
     screenplay = load_screenplay(script)
-    generator = _generator(screenplay, options, GENERATORS, get_generator)
+    generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
 
     # 2. build each scene's stage: the picture, and whose face is where
@@ -136,7 +136,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
         for scene in screenplay.scenes:
             stages.append(build_stage(screenplay, scene, cache))
             advance()
-    _write_stages(work_dir / "stages.json", screenplay, stages)
+    write_stages(work_dir / "stages.json", screenplay, stages)
     timings["stages"] = time.perf_counter() - clock
 
     # 3. speech and the timeline (tracks, mix, cues in the work folder)
@@ -195,7 +195,7 @@ def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, report
     from talkstudio.timeline import build_timeline
 
     screenplay = load_screenplay(script)
-    generator = _generator(screenplay, options, GENERATORS, get_generator)
+    generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
     chosen = {index for index, scene in enumerate(screenplay.scenes) if scene.id in scene_ids}
     stages = [build_stage(screenplay, scene, cache) if index in chosen else None
@@ -208,7 +208,7 @@ def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, report
     return len(partials), rendered
 
 
-def _write_stages(path: Path, screenplay, stages) -> None:
+def write_stages(path: Path, screenplay, stages) -> None:
     """Who is where in each scene's picture (face boxes, mouths), for people and tools checking a render."""
     from talkstudio.cache import atomic_write
 
@@ -234,7 +234,7 @@ def _check_people(screenplay, info) -> None:
                           for scene, people in crowded])
 
 
-def _generator(screenplay, options: RenderOptions, known: dict, get_generator):
+def load_generator(screenplay, options: RenderOptions, known: dict, get_generator):
     name = options.backend or screenplay.video.backend
     if name not in known:
         raise InputError(Problem(f"unknown backend '{name}'", hint=f"backends: {', '.join(known)}"))

@@ -292,8 +292,8 @@ def import_(
 @app.command()
 def podcast(
     cast_file: Annotated[Path, typer.Option("--cast", help="cast YAML: cast (names, portraits), optional title, video, audio, stage, detection", show_default=False)],
-    track: Annotated[list[str], typer.Option("--track", "-t", help="NAME=FILE: a cast member's recording, any format ffmpeg reads (repeatable; left to right on stage)", show_default=False)],
-    transcript: Annotated[Optional[Path], typer.Option("--transcript", help="SRT, VTT or plain 'Name: text' lines; without it, no subtitles")] = None,
+    track: Annotated[Optional[list[str]], typer.Option("--track", "-t", help="NAME=FILE: a cast member's recording, any format ffmpeg reads (repeatable; left to right on stage); default: the cast file's tracks:", show_default=False)] = None,
+    transcript: Annotated[Optional[Path], typer.Option("--transcript", help="SRT, VTT or plain 'Name: text' lines (default: the cast file's transcript:); without one, no subtitles")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write (default: renders/<cast file>.mp4)")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
     frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1")] = None,
@@ -320,7 +320,7 @@ def podcast(
 
     started = time.perf_counter()
     target = output or Path("renders") / f"{cast_file.stem}.mp4"
-    result = render_podcast(cast_file, parse_tracks(track), transcript, target, Cache(cache, enabled=not no_cache),
+    result = render_podcast(cast_file, parse_tracks(track or []), transcript, target, Cache(cache, enabled=not no_cache),
                             Reporter(quiet=quiet), RenderOptions(backend, frame_num, seed, burn_subtitles, models,
                                                                  _settings(opt or [])))
     if quiet:

@@ -100,19 +100,35 @@ class PodcastResult:
 
 # --- the cast file and the tracks --------------------------------------------------------------
 
-def load_cast(file: Path, tracks: list[tuple[str, Path]]) -> tuple[Screenplay, Detection]:
-    """The episode as a screenplay of one scene (the tracks on stage, left to right) and the detection
-    settings; every problem with the cast file or the tracks raised together."""
+@dataclass
+class Episode:
+    screenplay: Screenplay  # one scene, the tracks on stage left to right
+    detection: Detection
+    tracks: list[tuple[str, Path]]  # the command's --track options, else the file's tracks:
+    transcript: Path | None  # the command's --transcript, else the file's transcript:
+
+
+def load_cast(file: Path, tracks: list[tuple[str, Path]], transcript: Path | None = None) -> Episode:
+    """The episode from its cast file (which may list its own `tracks:` and `transcript:`, relative to
+    the file) and the command's options; every problem raised together."""
     file = Path(file)
     data, source = load_yaml(file)
     if not isinstance(data, dict):
-        raise InputError(Problem("a cast file is a mapping with cast: (and optionally title:, video:, audio:, "
-                                 "stage:, background:, detection:)", file=file, hint=CAST_EXAMPLE))
+        raise InputError(Problem("a cast file is a mapping with cast: (and optionally tracks:, transcript:, title:, "
+                                 "video:, audio:, stage:, background:, detection:)", file=file, hint=CAST_EXAMPLE))
     if "scenes" in data:
         raise InputError(source.problem(("scenes",), "a podcast's cast file has no scenes: the recordings are "
                                         "the episode", "remove scenes:, or render the file with `talkstudio render`",
                                         prefer_key=True))
     problems: list[Problem] = []
+    listed = _gathered(problems, _file_tracks, data.pop("tracks", None), source, file) or []
+    tracks = tracks or listed
+    written = data.pop("transcript", None)
+    if transcript is None and written is not None:
+        if not isinstance(written, str):
+            problems.append(source.problem(("transcript",), "transcript is a file name", "e.g. transcript: episode.srt"))
+        else:
+            transcript = (file.parent / written).expanduser()
     detection = _gathered(problems, _detection, data.pop("detection", None) or {}, source)
     _gathered(problems, _check_tracks, tracks, data.get("cast"), file)
     scene = {key: data.pop(key) for key in SCENE_KEYS if key in data}
@@ -122,9 +138,21 @@ def load_cast(file: Path, tracks: list[tuple[str, Path]]) -> tuple[Screenplay, D
     screenplay = _gathered(problems, screenplay_from_data, data, source, file)
     # the made-up scene's cast and lines are the tracks, whose problems _check_tracks has told already
     problems = [_unscened(p) for p in problems if not (p.field or "").startswith(("scenes[0].cast", "scenes[0].lines"))]
+    if transcript is not None and not transcript.is_file():
+        problems.append(Problem(f"transcript {transcript}: no such file", hint="an SRT, VTT or 'Name: text' file"))
     if problems:
         raise InputError(problems)
-    return screenplay, detection
+    return Episode(screenplay, detection, tracks, transcript)
+
+
+def _file_tracks(listed, source, file: Path) -> list[tuple[str, Path]]:
+    """`tracks: {ana: ana.wav, ...}` of a cast file, paths relative to it."""
+    if listed is None:
+        return []
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+        raise InputError(source.problem(("tracks",), "tracks maps each host's cast id to a recording",
+                                        "e.g. tracks: {ana: ana.wav, ben: ben.flac}"))
+    return [(str(name), (file.parent / path).expanduser()) for name, path in listed.items()]
 
 
 def _gathered(problems: list[Problem], check, *args):
@@ -148,20 +176,22 @@ def _detection(values, source) -> Detection:
 def _check_tracks(tracks: list[tuple[str, Path]], cast, file: Path) -> None:
     problems = []
     if not tracks:
-        problems.append(Problem("no recordings given", hint="add --track NAME=FILE per host, e.g. -t ana=ana.wav"))
+        problems.append(Problem("no recordings given", hint="add --track NAME=FILE per host (e.g. -t ana=ana.wav), "
+                                                            "or tracks: {ana: ana.wav, ...} to the cast file"))
     ids = list(cast) if isinstance(cast, dict) else None
     seen = set()
     for name, path in tracks:
         if ids is not None and name not in ids:
-            problems.append(Problem(f"--track {name}={path}: '{name}' is not in the cast of {file} "
+            problems.append(Problem(f"track {name}={path}: '{name}' is not in the cast of {file} "
                                     f"(cast: {', '.join(map(str, ids))})",
                                     hint="name a cast id before '=', or add it under cast: in the cast file"))
         if name in seen:
-            problems.append(Problem(f"--track {name} is given twice", hint="one recording per cast member"))
+            problems.append(Problem(f"track {name} is given twice", hint="one recording per cast member"))
         seen.add(name)
         if not path.is_file():
-            problems.append(Problem(f"--track {name}={path}: " + ("is a folder" if path.is_dir() else "no such file"),
-                                    hint="give the recording's path (relative to the current folder)"))
+            problems.append(Problem(f"track {name}={path}: " + ("is a folder" if path.is_dir() else "no such file"),
+                                    hint="give the recording's path (--track: relative to the current folder; "
+                                         "tracks: in the cast file: relative to that file)"))
     if problems:
         raise InputError(problems)
 
@@ -471,7 +501,8 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     timings, clock = {}, time.perf_counter()
 
     # 1. check everything before any work: cast file, recordings, transcript, backend, the VAD
-    screenplay, detection = load_cast(cast_file, tracks)
+    episode = load_cast(cast_file, tracks, transcript)
+    screenplay, detection, tracks, transcript = episode.screenplay, episode.detection, episode.tracks, episode.transcript
     rates = [audio_rate(path) for _, path in tracks]
     entries = read_transcript(transcript, {n: screenplay.cast[n].name for n, _ in tracks}) if transcript else None
     generator = load_generator(screenplay, options, GENERATORS, get_generator)

@@ -183,3 +183,23 @@ def test_a_plain_transcript_naming_an_unknown_speaker_is_bad_input(episode):
     result = _podcast(episode, "--transcript", plain, "-o", episode["folder"] / "bad.mp4")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "typo.txt:2" in result.stderr and "did you mean 'ben'" in result.stderr
+
+
+def test_an_episode_file_lists_its_own_tracks_and_transcript(episode):
+    """The same episode as one YAML file: tracks: and transcript: relative to it, no --track needed."""
+    folder = episode["folder"]
+    (folder / "short.txt").write_text("Ana: Welcome back to the show.\n")
+    described = folder / "described.yaml"
+    described.write_text(episode["cast"].read_text() + f"tracks:\n  ana: {episode['files']['ana'].name}\n"
+                         f"  ben: {episode['files']['ben'].name}\ntranscript: short.txt\n")
+    from talkstudio.podcast import load_cast
+
+    loaded = load_cast(described, [])
+    assert loaded.tracks == _tracks(episode) and loaded.transcript == folder / "short.txt"
+    assert load_cast(described, [("ben", episode["files"]["ben"])]).tracks == [("ben", episode["files"]["ben"])]
+    broken = folder / "broken.yaml"
+    broken.write_text(episode["cast"].read_text() + "tracks:\n  ana: missing.wav\ntranscript: nowhere.srt\n")
+    result = run_cli("podcast", "--cast", broken, "-o", folder / "x.mp4", "--cache", episode["cache"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "track ana=" in result.stderr and "missing.wav: no such file" in result.stderr
+    assert "nowhere.srt: no such file" in result.stderr

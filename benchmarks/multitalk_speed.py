@@ -15,15 +15,14 @@ Check on CPU:  python benchmarks/multitalk_speed.py --tiny     (a toy size, to t
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import talkstudio.generators.multitalk.transformer as transformer
+from anytalker_speed import PEAK_TFLOPS, timed  # the same measurement as the AnyTalker benchmark
 from talkstudio.generators.multitalk.transformer import MultiTalkConfig, MultiTalkTransformer
 from talkstudio.generators.wan import cast_for_inference
 
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 TEXT_GUIDE, AUDIO_GUIDE = 5.0, 4.0
 
 
@@ -70,21 +69,6 @@ def flops(config, latent_frames, lat_h, lat_w) -> float:
              + 2 * L * d * d * 2 + 2 * 2 * L * 64 * d + latent_frames * 64 * config.output_dim * 2 * d * 2  # audio
              + 2 * L * d * config.ffn_dim * 2)  # feed-forward
     return 3 * config.num_layers * block
-
-
-def timed(step, device, repeats):
-    step()  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        out = step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - started) / repeats
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    return out, seconds, peak
 
 
 def main() -> None:

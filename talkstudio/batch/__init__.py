@@ -110,9 +110,8 @@ def run_batch(template: Path, data: Path, out_dir: Path, settings: BatchSettings
                 _render(to_render, pool, cache.root.resolve(), options, report, reporter)
             finally:
                 pool.close()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the command exits 130 and says that finished work is kept
         interrupted = True
-        reporter.warn("interrupted: finished episodes and chunks are kept; run the batch again to go on")
     finally:
         for outcome in report.outcomes.values():
             if outcome.status == PENDING:

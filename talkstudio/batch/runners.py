@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,10 @@ class LocalPool:
                                             initargs=(os.getpid(), devices, bool(gpus)))
 
     def submit(self, unit: Unit):
-        return self.executor.submit(_run_in_worker, unit)
+        # submitting may spawn a worker; a Ctrl-C in the middle would leave it reading a closed pipe
+        # (and print its traceback), so the interrupt waits until the submission is complete
+        with _interrupt_deferred():
+            return self.executor.submit(_run_in_worker, unit)
 
     def wait_any(self, handles: list) -> list:
         return list(wait(handles, return_when=FIRST_COMPLETED)[0])
@@ -104,6 +108,19 @@ class LocalPool:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+@contextmanager
+def _interrupt_deferred():
+    """Ctrl-C during the block is raised when it ends (a signal mask would not do: any thread takes the signal)."""
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
 def _start_worker(parent: int, devices, pinned: bool) -> None:
     # Ctrl-C belongs to the batch, which stops its workers itself; a stop must still clean up
     # half-written files, which raising SystemExit in the worker does
@@ -114,15 +131,23 @@ def _start_worker(parent: int, devices, pinned: bool) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
+_running = threading.Event()  # set while this worker renders a unit
+
+
 def _exit_cleanly(signum: int, frame) -> None:
+    if not _running.is_set():  # idle: nothing half-written, and an exception here would only print a traceback
+        os._exit(128 + signum)
     raise SystemExit(128 + signum)
 
 
 def _run_in_worker(unit: Unit) -> dict:
+    _running.set()
     try:
         return run_unit(unit)
     except SystemExit as stop:  # stopped: half-written files are cleaned up by now
         os._exit(stop.code if isinstance(stop.code, int) else 1)  # else the executor starts its next unit
+    finally:
+        _running.clear()
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -60,8 +60,9 @@ def rope_frequencies(head_dim: int, positions: int = 1024, theta: float = 10000.
     parts = [head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6)]
     freqs = []
     for part in parts:
-        inverse = 1.0 / torch.pow(theta, torch.arange(0, part, 2, dtype=torch.float32) / part)
-        angles = torch.outer(torch.arange(positions, dtype=torch.float32), inverse)
+        # on the CPU even inside `with torch.device("meta")`, where models are built before loading
+        inverse = 1.0 / torch.pow(theta, torch.arange(0, part, 2, dtype=torch.float32, device="cpu") / part)
+        angles = torch.outer(torch.arange(positions, dtype=torch.float32, device="cpu"), inverse)
         freqs.append(torch.polar(torch.ones_like(angles), angles))
     return torch.cat(freqs, dim=1)
 
@@ -227,6 +228,47 @@ def unpatchify(tokens, grid, patch_size, out_dim: int):
     out = tokens.view(tokens.shape[0], frames, height, width, pt, ph, pw, out_dim)
     out = torch.einsum("bfhwpqrc->bcfphqwr", out)
     return out.reshape(tokens.shape[0], out_dim, frames * pt, height * ph, width * pw)
+
+
+class WanBackbone(nn.Module):
+    """The Wan DiT: patch, text, timestep and CLIP-image embeddings, `num_layers` blocks made by `block`,
+    and the head. Each backend adds its audio modules, under the checkpoint's names."""
+
+    def __init__(self, config, block):
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
+        self.blocks = nn.ModuleList(block(config) for _ in range(config.num_layers))
+        self.head = Head(config)
+        self.img_emb = MLPProj(CLIP_DIM, dim)
+        self.freqs = rope_frequencies(dim // config.num_heads)  # not a buffer: not in the checkpoint
+
+    @property
+    def dtype(self):
+        """What the blocks compute in (`cast_for_inference`)."""
+        return self.patch_embedding.weight.dtype
+
+    def embed_video(self, x, t):
+        """Latents [B, in_dim, T, H, W] at times t [B] -> patch tokens, their (T, h, w) grid, and the
+        timestep embedding with the blocks' six modulations, both in float32."""
+        tokens = self.patch_embedding(x.to(self.dtype))
+        grid = tuple(tokens.shape[2:])
+        e = self.time_embedding(sinusoidal_embedding(self.config.freq_dim, t).to(x.device))
+        e6 = self.time_projection(e).unflatten(1, (6, self.config.dim))
+        return tokens.flatten(2).transpose(1, 2), grid, e, e6
+
+    def embed_text(self, text):
+        """Text [B, L, text_dim], padded to text_len as trained, into the model."""
+        return self.text_embedding(F.pad(text.to(self.dtype), (0, 0, 0, self.config.text_len - text.shape[1])))
+
+    def to_latents(self, tokens, e, grid):
+        """The head, then back to the latent grid: the flow prediction [B, out_dim, T, H, W]."""
+        return unpatchify(self.head(tokens, e), grid, self.config.patch_size, self.config.out_dim)
 
 
 def cast_for_inference(model: nn.Module, dtype) -> nn.Module:

@@ -67,7 +67,7 @@ def load_transformer(files: AnyTalkerFiles, device: str = "cpu", dtype=None):
     """The DiT with the official checkpoint loaded strictly, under its own key names."""
     import torch
 
-    from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer, rope_frequencies
+    from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer
     from talkstudio.generators.wan import cast_for_inference
 
     settings = json.loads(files.dit_config.read_text())
@@ -80,7 +80,6 @@ def load_transformer(files: AnyTalkerFiles, device: str = "cpu", dtype=None):
     state = torch.load(files.dit, map_location="cpu", weights_only=True, mmap=True)
     state = state.get("model", state)
     model.load_state_dict(state, strict=True, assign=True)
-    model.freqs = rope_frequencies(config.dim // config.num_heads)
     return cast_for_inference(model.to(device=device), dtype or torch.float32).eval()
 
 

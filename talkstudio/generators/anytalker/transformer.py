@@ -2,7 +2,8 @@
 
 Read top to bottom: the identity-aware cross-attention, the block, the audio
 projection, the model; the Wan parts it shares with MultiTalk (rotary embedding,
-norms, self-attention, head) are in `talkstudio/generators/wan.py`. Module names
+norms, self-attention, the embeddings and head of WanBackbone) are in
+`talkstudio/generators/wan.py`. Module names
 equal the keys of the official checkpoint (`1_3B-single-v1.pth`, model_type
 `a2v_af`), so it loads with `load_state_dict(strict=True)` and no renaming.
 
@@ -18,13 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from talkstudio.generators.wan import (AUDIO_CHANNELS, AUDIO_LAYERS, AUDIO_WINDOW, CLIP_DIM, VAE_STRIDE_T, Head,
-                                       MLPProj, WanI2VCrossAttention, WanLayerNorm, WanRMSNorm, WanSelfAttention,
-                                       WanConfig, WindowAudioProj, attend, audio_windows, rope_frequencies,
-                                       sinusoidal_embedding, unpatchify)
+from talkstudio.generators.wan import (AUDIO_CHANNELS, AUDIO_LAYERS, AUDIO_WINDOW, CLIP_DIM, VAE_STRIDE_T, MLPProj,
+                                       WanBackbone, WanConfig, WanI2VCrossAttention, WanLayerNorm, WanRMSNorm,
+                                       WanSelfAttention, WindowAudioProj, attend, audio_windows)
 
 AUDIO_TOKENS = 32  # per video frame
 
@@ -186,49 +185,30 @@ class AudioProjModel(nn.Module):
 
 # --- the model -----------------------------------------------------------------------------
 
-class AnyTalkerTransformer(nn.Module):
+class AnyTalkerTransformer(WanBackbone):
     def __init__(self, config: AnyTalkerConfig):
-        super().__init__()
-        self.config = config
-        dim = config.dim
-        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"),
-                                            nn.Linear(dim, dim))
-        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
-        self.blocks = nn.ModuleList(WanAttentionBlock(config) for _ in range(config.num_layers))
-        self.head = Head(config)
-        self.img_emb = MLPProj(CLIP_DIM, dim)
+        super().__init__(config, WanAttentionBlock)
         if config.legacy_audio_cross_attn:
             self.audio_proj = WindowAudioProj(config)
         else:
-            self.audio_emb = AudioProjModel(dim)
-        self.audio_ref_emb = MLPProj(CLIP_DIM, dim)
-        self.freqs = rope_frequencies(dim // config.num_heads)  # not a buffer: not in the checkpoint
+            self.audio_emb = AudioProjModel(config.dim)
+        self.audio_ref_emb = MLPProj(CLIP_DIM, config.dim)
 
     def forward(self, x, t, text, clip, audios, faces, masks):
         """The flow prediction [B, out_dim, T, H, W] for latents x [B, in_dim, T, H, W] at times t [B]."""
         config = self.config
-        dtype = self.patch_embedding.weight.dtype
-        text, clip = text.to(dtype), clip.to(dtype)
-        audios, faces = [a.to(dtype) for a in audios], [f.to(dtype) for f in faces]
-        # 1. patches, and the grid they lie on
-        tokens = self.patch_embedding(x.to(dtype))
-        grid = tuple(tokens.shape[2:])
-        tokens = tokens.flatten(2).transpose(1, 2)
-        # 2. time modulation, in float32 (`cast_for_inference`)
-        e = self.time_embedding(sinusoidal_embedding(config.freq_dim, t).to(x.device))
-        e6 = self.time_projection(e).unflatten(1, (6, config.dim))
-        # 3. conditions: text padded to text_len (as trained), CLIP image, per identity audio and face
-        text = self.text_embedding(F.pad(text, (0, 0, 0, config.text_len - text.shape[1])))
+        audios, faces = [a.to(self.dtype) for a in audios], [f.to(self.dtype) for f in faces]
+        # 1. patches, the grid they lie on, the time modulation
+        tokens, grid, e, e6 = self.embed_video(x, t)
+        # 2. conditions: text, CLIP image, per identity audio and face
         if config.legacy_audio_cross_attn:
             audio_tokens = [self.audio_proj(*audio_windows(a, config.vae_scale, config.audio_window))
                             for a in audios]
         else:
             audio_tokens = [self.audio_emb(a).flatten(1, 2) for a in audios]
-        context = (text, self.img_emb(clip), audio_tokens,
+        context = (self.embed_text(text), self.img_emb(clip.to(self.dtype)), audio_tokens,
                    [self.audio_ref_emb(f) for f in faces], [m.unsqueeze(-1).to(tokens.dtype) for m in masks])
-        # 4. blocks, head, back to latents
+        # 3. blocks, head, back to latents
         for block in self.blocks:
             tokens = block(tokens, e6, grid, self.freqs.to(x.device), context)
-        return unpatchify(self.head(tokens, e), grid, config.patch_size, config.out_dim)
+        return self.to_latents(tokens, e, grid)

@@ -89,7 +89,7 @@ def load_transformer(files: MultiTalkFiles, device: str = "cpu", dtype=None):
     from safetensors import safe_open
 
     from talkstudio.generators.multitalk.transformer import MultiTalkConfig, MultiTalkTransformer
-    from talkstudio.generators.wan import cast_for_inference, rope_frequencies
+    from talkstudio.generators.wan import cast_for_inference
 
     settings = json.loads(files.dit_config.read_text())
     if settings.get("model_type", "i2v") != "i2v":
@@ -107,7 +107,6 @@ def load_transformer(files: MultiTalkFiles, device: str = "cpu", dtype=None):
                 kind = torch.float32 if key.startswith(FLOAT32_PREFIXES) else dtype
                 state[key] = weights.get_tensor(key).to(device=device, dtype=kind)
     model.load_state_dict(state, strict=True, assign=True)
-    model.freqs = rope_frequencies(config.dim // config.num_heads)
     return cast_for_inference(model, dtype).eval()
 
 

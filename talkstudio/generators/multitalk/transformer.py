@@ -2,7 +2,8 @@
 
 Read top to bottom: where each video token looks in the reference frame (the affinity that
 binds it to a person), the 1-D rotary embedding, the audio cross-attention, the block, the
-model. The Wan parts (self-attention, image cross-attention, head, audio projection) are in
+model. The Wan parts (self-attention, image cross-attention, audio projection, the embeddings
+and head of WanBackbone) are in
 `talkstudio/generators/wan.py`. Module names equal the keys of the official checkpoints (the
 Wan2.1-I2V-14B shards plus `multitalk.safetensors` or `infinitetalk.safetensors`), so they load
 with `load_state_dict(strict=True)` and no renaming.
@@ -20,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talkstudio.generators.wan import (CLIP_DIM, Head, MLPProj, WanI2VCrossAttention, WanLayerNorm, WanSelfAttention,
-                                       WanConfig, WindowAudioProj, attend, audio_windows, rope_frequencies,
-                                       sinusoidal_embedding, unpatchify)
+from talkstudio.generators.wan import (WanBackbone, WanConfig, WanI2VCrossAttention, WanLayerNorm, WanSelfAttention,
+                                       WindowAudioProj, attend, audio_windows)
 
 AFFINITY_CHUNK = 4096  # query tokens per step of the affinity map: bounds its memory at 480p
 
@@ -163,47 +163,28 @@ class WanAttentionBlock(nn.Module):
         return (x + y * gate_ffn).type_as(x)
 
 
-class MultiTalkTransformer(nn.Module):
+class MultiTalkTransformer(WanBackbone):
     def __init__(self, config: MultiTalkConfig):
-        super().__init__()
-        self.config = config
-        dim = config.dim
-        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"),
-                                            nn.Linear(dim, dim))
-        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
-        self.blocks = nn.ModuleList(WanAttentionBlock(config) for _ in range(config.num_layers))
-        self.head = Head(config)
-        self.img_emb = MLPProj(CLIP_DIM, dim)
+        super().__init__(config, WanAttentionBlock)
         self.audio_proj = WindowAudioProj(config)
-        self.freqs = rope_frequencies(dim // config.num_heads)  # not a buffer: not in the checkpoint
 
     def forward(self, x, t, text, clip, audio, masks=None):
         """The flow prediction [B, out_dim, T, H, W]; `audio` holds 1 or 2 people, `masks` their regions."""
         config = self.config
-        dtype = self.patch_embedding.weight.dtype
-        text, clip, audio = text.to(dtype), clip.to(dtype), audio.to(dtype)
-        # 1. patches, and the grid they lie on
-        tokens = self.patch_embedding(x.to(dtype))
-        grid = tuple(tokens.shape[2:])
-        tokens = tokens.flatten(2).transpose(1, 2)
-        # 2. time modulation, in float32 (`cast_for_inference`)
-        e = self.time_embedding(sinusoidal_embedding(config.freq_dim, t).to(x.device))
-        e6 = self.time_projection(e).unflatten(1, (6, config.dim))
-        # 3. conditions: text padded to text_len (as trained), CLIP image, 32 audio tokens per person and frame
-        text = self.text_embedding(F.pad(text, (0, 0, 0, config.text_len - text.shape[1])))
-        image = self.img_emb(clip)
+        # 1. patches, the grid they lie on, the time modulation
+        tokens, grid, e, e6 = self.embed_video(x, t)
+        # 2. conditions: text, CLIP image, 32 audio tokens per person and latent frame
+        text, image = self.embed_text(text), self.img_emb(clip.to(self.dtype))
         batch, persons = audio.shape[:2]
-        windows = audio_windows(audio.flatten(0, 1), config.vae_scale, config.audio_window)
+        windows = audio_windows(audio.to(self.dtype).flatten(0, 1), config.vae_scale, config.audio_window)
         audio_tokens = self.audio_proj(*windows).unflatten(0, (batch, persons))  # [B, persons, T, 32, C]
         audio_tokens = audio_tokens.permute(0, 2, 1, 3, 4).flatten(2, 3)
         token_masks = self._token_masks(masks, grid) if persons == 2 else None
-        # 4. blocks, head, back to latents
+        # 3. blocks, head, back to latents
         freqs = self.freqs.to(x.device)
         for block in self.blocks:
             tokens = block(tokens, e6, grid, freqs, text, image, audio_tokens, token_masks, persons)
-        return unpatchify(self.head(tokens, e), grid, config.patch_size, config.out_dim)
+        return self.to_latents(tokens, e, grid)
 
     @staticmethod
     def _token_masks(masks, grid):

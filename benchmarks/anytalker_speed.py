@@ -115,15 +115,21 @@ def main() -> None:
 
     latent_frames = (frames - 1) // 4 + 1
     work = flops(config, latent_frames, height // 8, width // 8, frames, args.identities)
+    title = (f"AnyTalker DiT, {'tiny' if args.tiny else '1.3B'} at {width}x{height}, {frames} frames, "
+             f"{args.identities} identities")
+    compare(title, ours, original, work, device, dtype, args.repeats)
+
+
+def compare(title: str, ours, original, work: float, device: str, dtype, repeats: int) -> None:
+    """Time both formulations of one step and print the table: s/step, s/chunk, peak memory, MFU, difference."""
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     rows = []
     for label, step in (("talkstudio", ours), ("original formulation", original)):
-        out, seconds, memory = timed(step, device, args.repeats)
+        out, seconds, memory = timed(step, device, repeats)
         mfu = work / seconds / (peak_tflops * 1e12) if peak_tflops else float("nan")
         rows.append((label, out, seconds, memory, mfu))
-    print(f"AnyTalker DiT, {'tiny' if args.tiny else '1.3B'} at {width}x{height}, {frames} frames, "
-          f"{args.identities} identities, {name}, {dtype}")
+    print(f"{title}, {name}, {dtype}")
     print(f"{'':22s} {'s/step':>8s} {'s/chunk (40)':>13s} {'peak GiB':>9s} {'MFU':>6s}")
     for label, _, seconds, memory, mfu in rows:
         print(f"{label:22s} {seconds:8.3f} {seconds * 40:13.1f} {memory:9.1f} {mfu:6.1%}")

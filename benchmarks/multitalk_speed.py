@@ -19,7 +19,7 @@ import argparse
 import torch
 
 import talkstudio.generators.multitalk.transformer as transformer
-from anytalker_speed import PEAK_TFLOPS, timed  # the same measurement as the AnyTalker benchmark
+from anytalker_speed import compare  # the same measurement and table as the AnyTalker benchmark
 from talkstudio.generators.multitalk.transformer import MultiTalkConfig, MultiTalkTransformer
 from talkstudio.generators.wan import cast_for_inference
 
@@ -108,21 +108,9 @@ def main() -> None:
             transformer.reference_affinity = saved
 
     latent_frames = (frames - 1) // 4 + 1
-    work = flops(config, latent_frames, height // 8, width // 8)
-    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-    rows = []
-    for label, step in (("talkstudio", ours), ("original formulation", original)):
-        out, seconds, memory = timed(step, device, args.repeats)
-        mfu = work / seconds / (peak_tflops * 1e12) if peak_tflops else float("nan")
-        rows.append((label, out, seconds, memory, mfu))
-    print(f"MultiTalk DiT, {'tiny' if args.tiny else '14B'} at {width}x{height}, {frames} frames, 2 people, "
-          f"3 guidance passes, {name}, {dtype}")
-    print(f"{'':22s} {'s/step':>8s} {'s/chunk (40)':>13s} {'peak GiB':>9s} {'MFU':>6s}")
-    for label, _, seconds, memory, mfu in rows:
-        print(f"{label:22s} {seconds:8.3f} {seconds * 40:13.1f} {memory:9.1f} {mfu:6.1%}")
-    difference = (rows[0][1].float() - rows[1][1].float()).abs().max().item()
-    print(f"speed-up {rows[1][2] / rows[0][2]:.2f}x; largest output difference {difference:.2e}")
+    title = (f"MultiTalk DiT, {'tiny' if args.tiny else '14B'} at {width}x{height}, {frames} frames, 2 people, "
+             "3 guidance passes")
+    compare(title, ours, original, flops(config, latent_frames, height // 8, width // 8), device, dtype, args.repeats)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from talkstudio.errors import InputError, Problem
+from talkstudio.subtitles import timestamp
 
 CLOSE_UP_HEIGHT = 1.7  # a close-up's height in face heights: the face fills more than half of it
 MAX_ZOOM = 4.0  # a small face in a wide stage is not enlarged beyond this
@@ -269,10 +270,7 @@ TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
 
 
 def timecode(frame: int, fps: float) -> str:
-    seconds = frame / fps
-    hours, rest = divmod(seconds, 3600)
-    minutes, rest = divmod(rest, 60)
-    return f"{int(hours):02d}:{int(minutes):02d}:{rest:06.3f}"
+    return timestamp(frame / fps)
 
 
 def edl_text(shots: list[Shot], programme: Programme, video: Path) -> str:

@@ -147,7 +147,8 @@ def _extend_for_reading(events: list[Event]) -> None:
             event.end = max(event.end, min(needed, limit, event.start + MAX_SECONDS))
 
 
-def _timestamp(seconds: float, separator: str) -> str:
+def timestamp(seconds: float, separator: str = ".") -> str:
+    """HH:MM:SS.mmm (SRT wants a comma before the milliseconds)."""
     ms = int(round(seconds * 1000))
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
@@ -159,7 +160,7 @@ def to_srt(events: list[Event], colours: dict[str, str]) -> str:
     blocks = []
     for i, e in enumerate(events, 1):
         text = e.text if len(colours) < 2 else f'<font color="{colours[e.speaker]}">{e.text}</font>'
-        blocks.append(f"{i}\n{_timestamp(e.start, ',')} --> {_timestamp(e.end, ',')}\n{text}\n")
+        blocks.append(f"{i}\n{timestamp(e.start, ',')} --> {timestamp(e.end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
@@ -167,7 +168,7 @@ def to_vtt(events: list[Event]) -> str:
     blocks = ["WEBVTT\n"]
     for e in events:
         text = e.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        blocks.append(f"{_timestamp(e.start, '.')} --> {_timestamp(e.end, '.')}\n<v {e.name}>{text}\n")
+        blocks.append(f"{timestamp(e.start, '.')} --> {timestamp(e.end, '.')}\n<v {e.name}>{text}\n")
     return "\n".join(blocks)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from talkstudio.errors import InputError, Problem
+from talkstudio.subtitles import timestamp
 
 SNAP_S = 0.3
 MOST_REGIONS_PER_LINE = 16  # a plain line spans at most this many detected regions (beyond: proportionally more)
@@ -151,7 +152,7 @@ def _align_timed(entries: list[Entry], regions: Regions, result: Alignment) -> N
             result.warnings.append(f"transcript line {entry.line}: {speaker} has no detected speech; "
                                    f"the subtitle keeps its own times")
         elif _overlap(span, regions[speaker][index]) == 0:
-            result.warnings.append(f"transcript line {entry.line} ({_clock(entry.start)}) overlaps no detected "
+            result.warnings.append(f"transcript line {entry.line} ({timestamp(entry.start)}) overlaps no detected "
                                    f"speech of {speaker}")
         if index is not None:
             texts = result.region_texts[speaker]
@@ -236,8 +237,3 @@ def _cuts(items: np.ndarray, targets: np.ndarray) -> list[int]:
 
 def _subtitle(speaker: str, text: str, start: float, end: float) -> dict:
     return {"speaker": speaker, "text": text, "start": round(start, 3), "end": round(end, 3), "words": []}
-
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(seconds, 60)
-    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{seconds:06.3f}"

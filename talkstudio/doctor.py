@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-MODELS_ENV = "TALKSTUDIO_MODELS"
+from talkstudio.generators.wan_pipeline import MODELS_ENV
+
 
 
 @dataclass

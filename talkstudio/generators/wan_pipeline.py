@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 VAE_STRIDE = (4, 8, 8)
+MODELS_ENV = "TALKSTUDIO_MODELS"  # the model folders when --models is not given
 
 
 @dataclass
@@ -113,3 +115,38 @@ def load_components(files, load_transformer, device: str, offload: bool = False)
         image_encoder=load_image_encoder(files.clip, resting, torch.float16 if cuda else None),
         dtype=dtype, offload=offload,
     )
+
+
+def models_root(backend: str, models) -> Path:
+    """The folder holding a backend's model folders: --models DIR, else $TALKSTUDIO_MODELS."""
+    import os
+
+    from talkstudio.errors import InputError, Problem
+
+    root = models or os.environ.get(MODELS_ENV)
+    if not root:
+        raise InputError(Problem(f"the {backend} backend needs its model folders",
+                                 hint=f"pass --models DIR (or set {MODELS_ENV}); `talkstudio doctor` lists what is needed"))
+    return Path(root)
+
+
+def torch_device(backend: str, device: str | None) -> str:
+    """The torch device to run on ("auto" or None: cuda when there is one); an InputError without torch."""
+    from talkstudio.errors import InputError, Problem
+
+    try:
+        import torch
+    except ImportError:
+        raise InputError(Problem(f"the {backend} backend needs torch",
+                                 hint="pip install 'talkstudio[anytalker]'")) from None
+    return device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def gpu_gib(device: str) -> float:
+    """Memory of the device's GPU in GiB; infinite for the CPU, where nothing is offloaded."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return float("inf")
+    return torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
+

@@ -15,7 +15,6 @@ from talkstudio.generators.anytalker.audio import WAV2VEC_RATE
 from talkstudio.generators.anytalker.models import model_size
 
 VERSION = "anytalker-0"
-MODELS_ENV = "TALKSTUDIO_MODELS"
 LOW_MEMORY_GIB = 40  # GPUs smaller than this get offloading and tiled VAE decoding by default
 
 
@@ -27,25 +26,14 @@ def create(models=None, device: str | None = None, steps: int = 40, guide: float
     in bf16 needs ~3 GB, but T5-XXL holds ~11 GB and a whole-window VAE decode at 480p peaks
     at several GB more, which is what does not fit on 24 GB cards.
     """
-    import os
-    from pathlib import Path
-
-    from talkstudio.errors import InputError, Problem
     from talkstudio.generators.anytalker.models import load_transformer, locate
-    from talkstudio.generators.wan_pipeline import load_components
+    from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
     _check_settings(steps, guide, shift, max_area)
-    root = models or os.environ.get(MODELS_ENV)
-    if not root:
-        raise InputError(Problem("the anytalker backend needs its model folders",
-                                 hint=f"pass --models DIR (or set {MODELS_ENV}); `talkstudio doctor` lists what is needed"))
-    files = locate(Path(root), _variant(Path(root)))
-    try:
-        import torch
-    except ImportError:
-        raise InputError(Problem("the anytalker backend needs torch", hint="pip install 'talkstudio[anytalker]'")) from None
-    device = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
-    low_memory = _gpu_gib(device) < LOW_MEMORY_GIB
+    root = models_root("anytalker", models)
+    files = locate(root, _variant(root))
+    device = torch_device("anytalker", device)
+    low_memory = gpu_gib(device) < LOW_MEMORY_GIB
     offload = low_memory if offload is None else offload
     vae_tiles = low_memory if vae_tiles is None else vae_tiles
     components = load_components(files, load_transformer, device, offload=offload)
@@ -65,15 +53,6 @@ def _check_settings(steps, guide, shift, max_area) -> None:
     ) if message]
     if problems:
         raise InputError(problems)
-
-
-def _gpu_gib(device: str) -> float:
-    """Memory of the device's GPU in GiB; infinite for the CPU, where nothing is offloaded."""
-    import torch
-
-    if not device.startswith("cuda"):
-        return float("inf")
-    return torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
 
 
 class AnyTalkerGenerator:

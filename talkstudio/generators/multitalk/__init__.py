@@ -19,7 +19,6 @@ import numpy as np
 from talkstudio.generators import GENERATORS, ChunkRequest
 
 VERSION = "multitalk-0"
-MODELS_ENV = "TALKSTUDIO_MODELS"
 LOW_MEMORY_GIB = 60  # the 14B DiT alone is ~28 GB in bf16: smaller GPUs keep the encoders and VAE off it
 SHIFT = {480: 7.0, 720: 11.0}  # the originals' defaults per resolution
 # a person's region around their face: the body below and some space either side (the original's
@@ -32,27 +31,15 @@ def create(models=None, device: str | None = None, backend: str = "multitalk", s
            apg: bool = False, lora: str | None = None, lora_scale: float = 1.0, offload: bool | None = None,
            vae_tiles: bool | None = None) -> MultiTalkGenerator:
     """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS)."""
-    import os
     from pathlib import Path
 
-    from talkstudio.errors import InputError, Problem
-    from talkstudio.generators.anytalker import _gpu_gib
     from talkstudio.generators.multitalk.models import load_transformer, locate
-    from talkstudio.generators.wan_pipeline import load_components
+    from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
     _check_settings(steps, text_guide, audio_guide, resolution, lora)
-    root = models or os.environ.get(MODELS_ENV)
-    if not root:
-        raise InputError(Problem(f"the {backend} backend needs its model folders",
-                                 hint=f"pass --models DIR (or set {MODELS_ENV}); `talkstudio doctor` lists what is needed"))
-    files = locate(Path(root), backend)
-    try:
-        import torch
-    except ImportError:
-        raise InputError(Problem(f"the {backend} backend needs torch",
-                                 hint="pip install 'talkstudio[anytalker]'")) from None
-    device = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
-    low_memory = _gpu_gib(device) < LOW_MEMORY_GIB
+    files = locate(models_root(backend, models), backend)
+    device = torch_device(backend, device)
+    low_memory = gpu_gib(device) < LOW_MEMORY_GIB
     components = load_components(files, load_transformer, device, low_memory if offload is None else offload)
     if lora:
         from talkstudio.generators.multitalk.lora import apply_lora

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # words a writer puts in a parenthetical or a `delivery:` string, and what they set
 VOCABULARY: dict[str, dict] = {
@@ -77,8 +78,7 @@ def apply_lexicon(text: str, lexicon: dict[str, str]) -> tuple[str, list[Respell
     if not lexicon:
         return text, []
     made: list[Respelling] = []
-    keys = sorted(lexicon, key=len, reverse=True)  # "New York" before "New"
-    pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, keys)) + r")(?!\w)", re.IGNORECASE)
+    pattern = _lexicon_pattern(tuple(sorted(lexicon, key=len, reverse=True)))  # "New York" before "New"
 
     def respell(match: re.Match) -> str:
         word = match.group(0)
@@ -89,6 +89,12 @@ def apply_lexicon(text: str, lexicon: dict[str, str]) -> tuple[str, list[Respell
         return lexicon[key]
 
     return pattern.sub(respell, text), made
+
+
+@lru_cache(maxsize=8)
+def _lexicon_pattern(keys: tuple[str, ...]) -> re.Pattern:
+    """One pattern per lexicon, compiled once for all its lines."""
+    return re.compile(r"(?<!\w)(" + "|".join(map(re.escape, keys)) + r")(?!\w)", re.IGNORECASE)
 
 
 def restore_words(words: list, respellings: list[Respelling]) -> list:

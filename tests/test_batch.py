@@ -195,6 +195,23 @@ def test_ctrl_c_stops_the_batch_and_keeps_what_is_finished(series, tmp_path):
     assert all((out / f"{name}.mp4").exists() == (status == "rendered") for name, status in statuses.items())
 
 
+def test_a_stop_that_python_would_swallow_still_ends_the_worker_quietly():
+    # a stop can land inside a fork hook or a finaliser, where Python ignores exceptions
+    program = textwrap.dedent("""
+        import sys, time
+        from talkstudio.batch import runners
+        sys.unraisablehook = runners._exit_on_swallowed_stop
+        class Finaliser:
+            def __del__(self):
+                raise SystemExit(143)
+        Finaliser()
+        time.sleep(5)
+        print("rendered on")
+    """)
+    worker = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert worker.returncode == 143 and "rendered on" not in worker.stdout and "Traceback" not in worker.stderr
+
+
 def test_a_killed_batch_resumes_without_rendering_anything_twice(series, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     data = _csv(tmp_path / "rows.csv", ROWS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -126,6 +127,7 @@ def _start_worker(parent: int, devices, pinned: bool) -> None:
     # half-written files, which raising SystemExit in the worker does
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    sys.unraisablehook = _exit_on_swallowed_stop
     if pinned:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -138,6 +140,17 @@ def _exit_cleanly(signum: int, frame) -> None:
     if not _running.is_set():  # idle: nothing half-written, and an exception here would only print a traceback
         os._exit(128 + signum)
     raise SystemExit(128 + signum)
+
+
+def _exit_on_swallowed_stop(unraisable) -> None:
+    """A stop that lands where Python ignores exceptions (a fork hook, a finaliser) still stops the worker.
+
+    Without this Python prints the ignored SystemExit as a traceback and the worker renders on.
+    """
+    if isinstance(unraisable.exc_value, SystemExit):
+        code = unraisable.exc_value.code
+        os._exit(code if isinstance(code, int) else 1)
+    sys.__unraisablehook__(unraisable)
 
 
 def _run_in_worker(unit: Unit) -> dict:

@@ -172,6 +172,25 @@ def test_a_bad_row_fails_alone(series, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def _wait_until_ended(pids: list[int]) -> None:
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in pids):
+        assert time.monotonic() < deadline, "a worker rendered on after its batch was killed"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "Z"
+
+
 def _start_and_wait_for_one_episode(args: list[str], out: Path) -> subprocess.Popen:
     batch = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -218,9 +237,10 @@ def test_a_killed_batch_resumes_without_rendering_anything_twice(series, tmp_pat
     args = [sys.executable, str(ROOT / "cli.py"), "batch", str(series / "episode.yaml.j2"), "--data", str(data),
             "-o", str(out), "--cache", str(cache), "--workers", "1"]
     batch = _start_and_wait_for_one_episode(args, out)
+    workers = _children(batch.pid)
     batch.send_signal(signal.SIGKILL)  # the batch alone: its worker must notice and stop by itself
     batch.wait()
-    time.sleep(2.0)
+    _wait_until_ended(workers)
     before = _chunk_files(cache)
     finished = {name for name, e in _report(out).items() if e["status"] == "rendered"}
     assert 1 <= len(finished) < len(ROWS)

@@ -36,6 +36,8 @@ from talkstudio.subtitles import timestamp
 CLOSE_UP_HEIGHT = 1.7  # a close-up's height in face heights: the face fills more than half of it
 MAX_ZOOM = 4.0  # a small face in a wide stage is not enlarged beyond this
 FACE_LEVEL = 0.45  # where the face's centre sits from the close-up's top: headroom above it
+BACKDROP_BLUR = 32  # a covered neighbour's columns show the person's picture shrunk this much and stretched back
+BACKDROP_LEVEL = 0.55  # and dimmed to this, so the sharp picture stands out from it
 WIDE_COST = 1.0  # per frame, for showing a lone speaker wide instead of close
 CLOSE_IN_RAPID_COST = 1.0  # per frame, for a close-up during a rapid exchange or an establishing shot
 STRANGER_COST = 1.0  # per frame, for a silence on someone who neither spoke last nor speaks next
@@ -396,6 +398,56 @@ def close_up_rect(face: tuple, size: tuple[int, int]) -> tuple[int, int, int, in
     return left, top, crop_w, crop_h
 
 
+@dataclass(frozen=True)
+class CloseUp:
+    """Where a close-up is cropped from the wide frame, and which columns of that crop are its person's."""
+    rect: tuple[int, int, int, int]
+    own: tuple[int, int]  # columns [a, b) of the crop; the rest would show a neighbour, so it is covered
+
+
+def close_up(face: tuple, size: tuple[int, int], others: tuple = ()) -> CloseUp:
+    """The close-up of a face with `others` beside it: framed as `close_up_rect`, neighbours covered.
+
+    Covering rather than zooming in keeps the whole face in the shot: in a row of portrait panels
+    a frame-shaped crop narrow enough to miss the next panel would cut the face off.
+    """
+    rect = close_up_rect(face, size)
+    x, _, w, _ = rect
+    lo, hi = _own_span(face, others, size[0])
+    return CloseUp(rect, (min(max(math.ceil(lo) - x, 0), w), max(min(math.floor(hi) - x, w), 0)))
+
+
+def _own_span(face: tuple, others: tuple, width: int) -> tuple[float, float]:
+    """The columns that belong to this face: up to halfway to the nearest face on either side."""
+    x, _, w, _ = face
+    lo, hi = 0.0, float(width)
+    for ox, _, ow, _ in others:
+        if ox >= x + w:
+            hi = min(hi, (x + w + ox) / 2)
+        elif ox + ow <= x:
+            lo = max(lo, (ox + ow + x) / 2)
+    return lo, hi
+
+
+def close_up_frame(frame: np.ndarray, shot: CloseUp, size: tuple[int, int]) -> np.ndarray:
+    """The close-up picture at the video size; covered columns show the person's own picture, blurred and dimmed."""
+    import cv2
+
+    x, y, w, h = shot.rect
+    crop = np.ascontiguousarray(frame[y:y + h, x:x + w])
+    a, b = shot.own
+    if (a, b) == (0, w):
+        return cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC)
+    width, height = size
+    own = np.ascontiguousarray(crop[:, a:b])
+    small = cv2.resize(own, (max(width // BACKDROP_BLUR, 1), max(height // BACKDROP_BLUR, 1)),
+                       interpolation=cv2.INTER_AREA)
+    picture = (cv2.resize(small, size, interpolation=cv2.INTER_LINEAR) * BACKDROP_LEVEL).astype(np.uint8)
+    left, right = round(a * width / w), round(b * width / w)
+    picture[:, left:right] = cv2.resize(own, (right - left, height), interpolation=cv2.INTER_CUBIC)
+    return picture
+
+
 def video_size(video: Path) -> tuple[int, int]:
     from talkstudio.assemble import probe
 
@@ -407,21 +459,18 @@ def video_size(video: Path) -> tuple[int, int]:
 
 def cut_video(video: Path, shots: list[Shot], programme: Programme, target: Path) -> None:
     """Write the cut: the wide frames, or close-ups cropped from them, re-encoded; audio and subtitles copied."""
-    import cv2
-
     from talkstudio.assemble import FrameSink, read_frames
 
     size = video_size(video)
-    rects = {(k, name): close_up_rect(box, size) for k, scene in enumerate(programme.scenes)
-             for name, box in scene.faces.items()}
+    close_ups = {(k, name): close_up(box, size, tuple(other for who, other in scene.faces.items() if who != name))
+                 for k, scene in enumerate(programme.scenes) for name, box in scene.faces.items()}
     picture = target.with_name(f".{target.stem}.picture.mp4")
     sink = FrameSink(picture, programme.fps, size)
     shown = 0
     try:
         for frame, shot in zip(read_frames(video, size), _shot_per_frame(shots)):
             if shot.close is not None:
-                x, y, w, h = rects[(programme.scene_at(shown), shot.close)]
-                frame = cv2.resize(np.ascontiguousarray(frame[y:y + h, x:x + w]), size, interpolation=cv2.INTER_CUBIC)
+                frame = close_up_frame(frame, close_ups[(programme.scene_at(shown), shot.close)], size)
             sink.write(frame)
             shown += 1
         if shown != programme.frames:

@@ -18,6 +18,8 @@ from talkstudio.multicam import (
     SceneFrames,
     Shot,
     Turn,
+    close_up,
+    close_up_frame,
     close_up_rect,
     decide_shots,
     edl_text,
@@ -119,6 +121,44 @@ def test_close_ups_stay_in_the_frame_with_its_shape_around_the_face():
         assert abs(cw / ch / (width / height) - 1) <= 1 / min(cw, ch)  # the same shape, up to a pixel
         assert x <= face[0] + w / 2 <= x + cw or cw >= width - 1
         assert ch <= height
+
+
+def test_a_close_up_covers_every_column_nearer_another_face():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        width, height = int(rng.integers(64, 960)) * 2, int(rng.integers(64, 540)) * 2
+        edges = np.sort(rng.uniform(0, width, 2 * int(rng.integers(2, 5))))  # faces side by side
+        faces = [(a, rng.uniform(0, height * 0.6), b - a, rng.uniform(4, height * 0.4))
+                 for a, b in zip(edges[::2], edges[1::2])]
+        for k, face in enumerate(faces):
+            others = tuple(faces[:k] + faces[k + 1:])
+            shot = close_up(face, (width, height), others)
+            x, _, _, _ = shot.rect
+            shown = (x + shot.own[0], x + shot.own[1])
+            assert shown[0] <= face[0] + face[2] / 2 <= shown[1]
+            assert all(shown[1] <= ox or ox + ow <= shown[0] for ox, _, ow, _ in others)
+
+
+def test_close_ups_of_a_composed_three_person_stage_show_one_whole_face_and_no_other_panel(write_script):
+    from talkstudio.screenplay import load_screenplay
+    from talkstudio.stage import build_stage, panel_rects
+
+    screenplay = load_screenplay(write_script(
+        "video: {size: 640x360}\ncast: {ana: {voice: ava}, ben: {voice: ben}, cy: {voice: ava}}\n"
+        "scenes:\n  - lines: [{ana: One.}, {ben: Two.}, {cy: Three.}]\n"))
+    stage = build_stage(screenplay, screenplay.scenes[0])
+    faces = {name: face.box for name, face in stage.faces.items()}
+    for k, (name, box) in enumerate(faces.items()):
+        shot = close_up(box, stage.size, tuple(b for n, b in faces.items() if n != name))
+        _, y, _, h = shot.rect
+        assert y <= box[1] and box[1] + box[3] <= y + h  # the whole face, chin to forehead
+        marked = np.full((stage.size[1], stage.size[0], 3), 90, np.uint8)  # the background
+        for j, (px, py, pw, ph) in enumerate(panel_rects(3, *stage.size)):
+            marked[py:py + ph, px:px + pw] = (0, 255, 0) if j == k else (255, 0, 0)
+        picture = close_up_frame(marked, shot, stage.size)
+        assert picture.shape == marked.shape
+        assert not ((picture[..., 0] > 120) & (picture[..., 1] < 120)).any()  # nothing of a neighbour's panel
+        assert (picture[..., 1] == 255).mean() > 0.3  # the speaker's panel, sharp, fills much of it
 
 
 def test_edl_round_trip_and_a_hand_edit(tmp_path):

@@ -330,13 +330,15 @@ def podcast(
         out.print(f"{escape(names[speaker])}: {len(found)} regions, {sum(e - s for s, e in found):.1f} s of speech",
                   highlight=False)
     duration, took = result.cues["duration"], time.perf_counter() - started
-    out.print(f"chunks: {result.chunks} ({result.chunks_cached} from cache); {duration:.1f} s of video in "
-              f"{took:.1f} s", highlight=False)
+    if not result.up_to_date:
+        out.print(f"chunks: {result.chunks} ({result.chunks_cached} from cache); {duration:.1f} s of video in "
+                  f"{took:.1f} s", highlight=False)
     if not result.subtitles:
         out.print("no transcript given: no subtitles (add --transcript FILE: SRT, VTT or 'Name: text' lines)",
                   highlight=False)
     sidecars = f" + {', '.join(p.name for p in result.subtitles.values())}" if result.subtitles else ""
-    out.print(f"wrote {result.target} ({result.work_dir}/{sidecars})", highlight=False)
+    out.print(f"{'up to date' if result.up_to_date else 'wrote'} {result.target} ({result.work_dir}/{sidecars})",
+              highlight=False)
 
 
 @app.command()

@@ -21,6 +21,7 @@ however long the episode is (the per-window arrays are 8 bytes per 32 ms).
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass, field, replace
 from itertools import combinations
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from talkstudio import manifest
 from talkstudio.audio_io import audio_rate, decode_blocks
 from talkstudio.cache import Cache, atomic_write, content_key, file_digest
 from talkstudio.errors import InputError, Problem
@@ -96,6 +98,25 @@ class PodcastResult:
     chunks_cached: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    up_to_date: bool = False  # nothing was done: the outputs already matched their inputs
+
+
+def _vad_identity() -> dict | None:
+    try:
+        return model_identity()
+    except VadUnavailable:  # told where the episode is checked
+        return None
+
+
+def _finished_podcast(target: Path, work_dir: Path) -> PodcastResult:
+    """The result of an earlier run whose outputs are up to date, read back from its work folder."""
+    cues = json.loads((work_dir / "cues.json").read_text())
+    regions: Regions = {speaker["id"]: [] for speaker in cues["speakers"]}
+    for cue in cues["cues"]:
+        regions[cue["speaker"]].append((cue["start"], cue["end"]))
+    subtitles = {kind: target.with_suffix(f".{kind}") for kind in ("srt", "vtt", "ass")
+                 if target.with_suffix(f".{kind}").exists() and any(cue["text"] for cue in cues["cues"])}
+    return PodcastResult(target, work_dir, cues, regions, subtitles, up_to_date=True)
 
 
 # --- the cast file and the tracks --------------------------------------------------------------
@@ -489,7 +510,7 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     from talkstudio.assemble import assemble
     from talkstudio.chunks import render_chunks
     from talkstudio.generators import GENERATORS, get_generator
-    from talkstudio.render import RenderOptions, check_output_folder, load_generator, write_stages
+    from talkstudio.render import RenderOptions, check_output_folder, load_generator, render_settings, write_stages
     from talkstudio.stage import build_stage
     from talkstudio.subtitles import write_subtitles
     from talkstudio.transcript import Alignment, align, read_transcript
@@ -499,6 +520,13 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     work_dir = target.with_suffix("")
     check_output_folder(work_dir)
     timings, clock = {}, time.perf_counter()
+    settings = {**render_settings(options), "tracks": [[name, str(Path(path).resolve())] for name, path in tracks],
+                "transcript": str(Path(transcript).resolve()) if transcript else None, "vad": _vad_identity()}
+
+    # 0. nothing to do when the video was made from exactly these recordings, cast file and settings
+    if cache.enabled and target.exists() and manifest.up_to_date(work_dir, "podcast", cast_file, settings):
+        reporter.info(f"{target}: up to date (inputs unchanged); --no-cache redoes it")
+        return _finished_podcast(target, work_dir)
 
     # 1. check everything before any work: cast file, recordings, transcript, backend, the VAD
     episode = load_cast(cast_file, tracks, transcript)
@@ -550,5 +578,8 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
                  burn_ass=subtitles.get("ass") if options.burn_subtitles else None, work_dir=work_dir)
         advance()
     timings["assemble"] = time.perf_counter() - clock
+    manifest.record(work_dir, "podcast", cast_file,
+                    [path for _, path in tracks] + ([transcript] if transcript else []) + screenplay.input_files(),
+                    [], [target, *subtitles.values()], settings)
     return PodcastResult(target, work_dir, cues_document(timeline, screenplay), regions, subtitles, len(partials),
                          len(partials) - rendered, timings, aligned.warnings + timeline.warnings)

@@ -111,7 +111,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     check_output_folder(work_dir)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    settings = _settings(options)
+    settings = render_settings(options)
     subtitle_paths = {kind: target.with_suffix(f".{kind}") for kind in ("srt", "vtt", "ass")}
 
     # 0. nothing to do when the video was made from exactly these inputs and settings
@@ -170,7 +170,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     return VideoResult(target, work_dir, subtitles, audio, len(partials), len(partials) - rendered, timings)
 
 
-def _settings(options: RenderOptions) -> dict:
+def render_settings(options: RenderOptions) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
 
 
@@ -178,7 +178,7 @@ def video_up_to_date(script: Path, target: Path, cache: Cache, options: RenderOp
     """The video at `target` was made from exactly these inputs and settings (reads only the manifest)."""
     target = Path(target)
     return (cache.enabled and target.exists()
-            and manifest.up_to_date(target.with_suffix(""), "video", script, _settings(options)))
+            and manifest.up_to_date(target.with_suffix(""), "video", script, render_settings(options)))
 
 
 def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, reporter: Reporter,

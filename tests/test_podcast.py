@@ -151,6 +151,14 @@ def test_podcast_with_srt_transcript(episode):
     assert "Video: h264" in streams and "Audio: aac" in streams and "Subtitle: mov_text" in streams
     assert "Duration: 00:00:13" in streams
 
+    made = target.stat().st_mtime_ns
+    again = _podcast(episode, "--transcript", srt, "-o", target)
+    assert again.returncode == 0 and f"up to date {target}" in again.stdout and "episode.srt" not in again.stderr
+    assert target.stat().st_mtime_ns == made and "ben: 2 regions" in again.stdout.lower()
+    srt.write_text(srt.read_text().replace("Right.", "Alright."))  # a changed input is never up to date
+    edited = _podcast(episode, "--transcript", srt, "-o", target)
+    assert edited.returncode == 0 and f"wrote {target}" in edited.stdout and "Alright." in target.with_suffix(".srt").read_text()
+
 
 def test_podcast_without_transcript_has_no_subtitles(episode):
     target = episode["folder"] / "out" / "bare.mp4"

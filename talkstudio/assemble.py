@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from talkstudio.audio_io import ffmpeg_exe
+from talkstudio.cache import remove_abandoned_temps, temp_prefix
 
 # superfast: x264 shares two cores with the drawing, and draft renders favour speed over bytes.
 # A fixed thread count keeps the encoded bytes the same on every machine.
@@ -52,7 +53,7 @@ class FrameSink:
         width, height = size
         self.target = Path(target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = self.target.with_name(f".{self.target.name}.{os.getpid()}.{threading.get_ident()}.part")
+        self.temp = self.target.with_name(f"{temp_prefix(self.target)}{threading.get_ident()}.part")
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                    "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", _rate(fps), "-i", "-",
                    *VIDEO_CODEC_ARGS, "-an", "-f", "mp4", str(self.temp)]
@@ -78,6 +79,7 @@ class FrameSink:
             if self.process.returncode != 0:
                 raise EncodeError(f"ffmpeg failed encoding {self.target.name}: {stderr.decode(errors='replace')[-600:]}")
             os.replace(self.temp, self.target)
+            remove_abandoned_temps(self.target)
         finally:
             self.abort()
 

@@ -3,19 +3,24 @@
 An artefact lives at `<root>/<kind>/<key[:2]>/<key><suffix>`, where the key is
 the SHA-256 of a canonical JSON of everything that determines it. Writes go to
 a temporary name in the same folder and are renamed when complete, so a killed
-run never leaves a half file under a finished name.
+run never leaves a half file under a finished name; what a killed writer left
+behind is removed when the same file is next completed.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
 CACHE_ENV = "TALKSTUDIO_CACHE"
+ABANDONED_ELSEWHERE_S = 24 * 3600  # a shared folder's leftover from another machine is stale after this
 
 
 def default_cache_root() -> Path:
@@ -57,7 +62,7 @@ def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
     import tempfile
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, temp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -68,6 +73,41 @@ def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    remove_abandoned_temps(target)
+
+
+def temp_prefix(target: Path) -> str:
+    """The start of a temporary file's name for `target`: who writes it, so leftovers can be told from live work.
+
+    `~` cannot appear in a host name, so the writer is read back unambiguously.
+    """
+    return f".{target.name}~{socket.gethostname()}~{os.getpid()}~"
+
+
+def remove_abandoned_temps(target: Path) -> None:
+    """Delete the temporary files for `target` whose writers are gone (killed before they could clean up)."""
+    start = f".{target.name}~"
+    for temp in glob.glob(glob.escape(str(target.parent / start)) + "*.part"):
+        if _abandoned(Path(temp), Path(temp).name[len(start):-len(".part")].split("~")):
+            Path(temp).unlink(missing_ok=True)
+
+
+def _abandoned(temp: Path, writer: list[str]) -> bool:
+    if len(writer) != 3 or not writer[1].isdigit():
+        return False  # not named by temp_prefix for this target
+    host, pid = writer[0], int(writer[1])
+    if host != socket.gethostname():
+        try:
+            return time.time() - temp.stat().st_mtime > ABANDONED_ELSEWHERE_S
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        pass
+    return False
 
 
 def _umask() -> int:

@@ -109,3 +109,32 @@ def test_cli_second_run_is_a_cache_hit(tmp_path):
     assert "up to date" in second.stdout + second.stderr
     third = run_cli("audio", example, "-o", tmp_path / "other", "--cache", tmp_path / "cache")
     assert " 0 synthesized" in third.stdout
+
+
+def test_completing_a_file_removes_what_killed_writers_left_of_it_and_nothing_else(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from talkstudio.cache import ABANDONED_ELSEWHERE_S
+
+    target = tmp_path / "chunk.mp4"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    killed = tmp_path / f".chunk.mp4~{here}~{gone.pid}~abc123.part"
+    live = tmp_path / f".chunk.mp4~{here}~{os.getpid()}~def456.part"  # another writer still at work
+    elsewhere_now = tmp_path / ".chunk.mp4~other-host.local~42~x1.part"
+    elsewhere_old = tmp_path / ".chunk.mp4~other-host.local~43~x2.part"
+    not_ours = tmp_path / ".chunk.mp4.part"
+    other_file = tmp_path / f".chunk.mp4~extra~{here}~{gone.pid}~q.part"  # belongs to `chunk.mp4~extra`
+    for leftover in (killed, live, elsewhere_now, elsewhere_old, not_ours, other_file):
+        leftover.write_bytes(b"half")
+    old = time.time() - ABANDONED_ELSEWHERE_S - 60
+    os.utime(elsewhere_old, (old, old))
+    with atomic_write(target) as f:
+        f.write(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert not killed.exists() and not elsewhere_old.exists()
+    assert live.exists() and elsewhere_now.exists() and not_ours.exists() and other_file.exists()

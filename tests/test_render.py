@@ -133,8 +133,11 @@ def test_a_killed_render_resumes_to_the_same_frames(tmp_path):
         time.sleep(float(rng.uniform(0, 0.3)))
         process.send_signal(signal.SIGKILL)
         process.wait()
+    killed_leftovers = list((tmp_path / "c2").rglob("*.part"))
     assert run_cli("render", example, "-o", resumed, "--cache", tmp_path / "c2", "-q").returncode == 0
-    # a kill leaves at most temporary .part files, never a finished-looking chunk that is cut short:
+    # a kill leaves at most temporary .part files, never a finished-looking chunk that is cut short,
+    # and the resumed render, completing those files, removes them
+    assert not [p for p in killed_leftovers if p.exists()]
     # every finished chunk is byte for byte the one the uninterrupted render made
     for chunk in chunks.rglob("*.mp4"):
         twin = tmp_path / "c1" / chunk.relative_to(tmp_path / "c2")

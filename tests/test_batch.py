@@ -300,6 +300,47 @@ def test_a_local_ray_instance_runs_the_same_units(series, tmp_path):
     assert result.exit_code == 0 and "Ray" in result.runner
     assert [o.status for o in result.outcomes] == ["rendered"] * 3
     assert all((tmp_path / "out" / f"q{n}.mp4").stat().st_size > 0 for n in (1, 2, 3))
+    workers = {worker for outcome in result.outcomes for worker in outcome.workers}
+    assert 1 <= len(workers) <= 2  # Ray keeps its worker processes (one per CPU here) from unit to unit
+    assert _report(tmp_path / "out")["q1"]["workers"]
+
+
+def test_on_ray_a_gpu_backends_units_share_one_process_per_gpu(write_script, tmp_path):
+    """A GPU backend's models load once per GPU: Ray keeps the worker process that holds the GPU."""
+    ray = pytest.importorskip("ray")
+    from talkstudio.batch.runners import RayPool, Unit
+    from talkstudio.render import RenderOptions
+
+    script = write_script("cast: {ana: {voice: ava}}\nscenes:\n  - lines: [{ana: Hello there.}]\n")
+    units = [Unit(f"e{k}", script, tmp_path / f"e{k}.mp4", tmp_path / "cache", RenderOptions(), gpu=True)
+             for k in range(3)]
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        pool = RayPool("auto", 2)
+        handles = [pool.submit(unit) for unit in units]
+        results = []
+        while handles:
+            for handle in pool.wait_any(handles):
+                handles.remove(handle)
+                results.append(pool.result(handle))
+        pool.close()
+    finally:
+        ray.shutdown()
+    assert all(result["ok"] for result in results), results
+    assert len({result["worker"] for result in results}) == 1
+
+
+def test_on_ray_a_gpu_backend_needs_a_cluster_with_gpus(tmp_path):
+    ray = pytest.importorskip("ray")
+    from talkstudio.batch.runners import RayPool
+
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        with pytest.raises(InputError) as raised:
+            RayPool("auto", 1, gpu=True)
+    finally:
+        ray.shutdown()
+    assert "needs a GPU" in str(raised.value.problems[0].render()) and "--backend puppet" in raised.value.problems[0].render()
 
 
 def test_bad_data_files_exit_2_with_the_place(series, tmp_path):

@@ -52,6 +52,7 @@ class Outcome:
     chunks: int | None = None
     chunks_rendered: int = 0  # the others came from the cache
     error: str | None = None
+    workers: list[str] = field(default_factory=list)  # HOST:PID of the processes that rendered it
 
 
 @dataclass
@@ -123,7 +124,7 @@ def run_batch(template: Path, data: Path, out_dir: Path, settings: BatchSettings
 
 def _pool(settings: BatchSettings, gpu: bool, reporter: Reporter):
     if settings.ray:
-        return RayPool(settings.ray, settings.workers)
+        return RayPool(settings.ray, settings.workers, gpu)
     if gpu and not settings.gpus and settings.workers > 1:
         reporter.warn("a GPU backend runs one unit per GPU: one worker; --gpus 0,1,... runs one on each")
         return LocalPool(1, [])
@@ -184,6 +185,8 @@ class _EpisodeRun:
     def take(self, unit: Unit, result: dict) -> None:
         self.in_flight -= 1
         self.outcome.seconds += result["seconds"]
+        if result.get("worker") and result["worker"] not in self.outcome.workers:  # none if the worker died
+            self.outcome.workers.append(result["worker"])
         if not result["ok"]:
             self.outcome.error = self.outcome.error or result["error"]
             return

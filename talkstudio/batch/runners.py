@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -43,6 +44,10 @@ class Unit:
 
 def run_unit(unit: Unit) -> dict:
     """Run one unit; failures come back as results (with the message) so one episode cannot end a batch."""
+    return {**_run_unit(unit), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _run_unit(unit: Unit) -> dict:
     started = time.perf_counter()
     cache, reporter = Cache(unit.cache), Reporter(quiet=True)
     try:
@@ -173,9 +178,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class RayPool:
-    """Units as Ray tasks: one CPU each, and one GPU each for GPU backends."""
+    """Units as Ray tasks: one CPU each, and one GPU each for GPU backends. Ray keeps a worker
+    process for the tasks that follow, so a backend's models load once per worker, not per unit."""
 
-    def __init__(self, address: str, workers: int):
+    def __init__(self, address: str, workers: int, gpu: bool = False):
         try:
             import ray
         except ImportError:
@@ -188,8 +194,14 @@ class RayPool:
         self.remote = ray.remote(run_unit)
         resources = ray.cluster_resources()
         self.slots = int(resources.get("CPU", 1))
-        self.description = (f"Ray at {address} ({self.slots} CPUs, {int(resources.get('GPU', 0))} GPUs)"
+        gpus = int(resources.get("GPU", 0))
+        self.description = (f"Ray at {address} ({self.slots} CPUs, {gpus} GPUs)"
                             if address != "local" else f"a local Ray instance ({self.slots} CPUs)")
+        if gpu and not gpus:  # else the units would wait for a GPU forever
+            self.close()
+            raise InputError(Problem(f"the backend needs a GPU and {self.description} has none", field="--ray",
+                                     hint="join a node with GPUs to the cluster (ray start --address HEAD "
+                                          "--num-gpus N), or render with --backend puppet"))
 
     def _connect(self, address: str, workers: int) -> None:
         if address not in ("auto", "local"):

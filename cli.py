@@ -489,10 +489,11 @@ def _print_backend_options() -> None:
         if not info.options:
             continue
         table = Table(title=f"{info.name} options (video.options or render --opt NAME=VALUE)", box=box.SIMPLE_HEAD)
-        for column in ("option", "default", "meaning"):
+        for column in ("option", "default", "allowed", "meaning"):
             table.add_column(column, overflow="fold")
         for option in info.options:
-            table.add_row(option.name, "auto" if option.default is None else str(option.default), option.help)
+            table.add_row(option.name, "auto" if option.default is None else str(option.default), option.allowed,
+                          option.help)
         out.print(table)
 
 

@@ -95,3 +95,29 @@ def test_subtitle_formats():
     ass = to_ass(events, [("ana", "Ana"), ("ben", "Ben")], colours, (832, 480))
     assert "Style: ana,DejaVu Sans" in ass and "Style: ben," in ass and "&H0066E0FF" in ass
     assert "Dialogue: 0,0:00:02.50," in ass and ",ben,Ben," in ass
+
+
+def test_backend_options_are_checked_against_their_bounds_when_parsed():
+    from talkstudio.generators import GENERATORS
+
+    anytalker, multitalk = GENERATORS["anytalker"], GENERATORS["multitalk"]
+    assert anytalker.parse_options({"steps": "8", "guide": 1.0, "shift": "0.5"}) == {"steps": 8, "guide": 1.0,
+                                                                                   "shift": 0.5}
+    for options, message in (({"steps": 0}, "steps must be 1 or more, not 0"),
+                             ({"guide": "0.5"}, "guide must be 1.0 or more, not '0.5'"),
+                             ({"shift": 0}, "shift must be more than 0, not 0")):
+        with pytest.raises(ValueError, match=message):
+            anytalker.parse_options(options)
+    with pytest.raises(ValueError, match="resolution must be a multiple of 16, not 500"):
+        multitalk.parse_options({"resolution": 500})
+    assert multitalk.parse_options({"resolution": "auto"}) == {"resolution": None}
+    assert [o.allowed for o in multitalk.options if o.name == "resolution"] == [">= 64, a multiple of 16"]
+
+
+def test_a_missing_lora_file_is_bad_input_before_any_model_loads(tmp_path):
+    from talkstudio.errors import InputError
+    from talkstudio.generators.multitalk import create
+
+    with pytest.raises(InputError) as raised:
+        create(models=tmp_path / "no-models-here", lora=str(tmp_path / "distill.safetensors"))
+    assert "distill.safetensors: no such file" in raised.value.problems[0].render()

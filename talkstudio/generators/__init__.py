@@ -27,9 +27,33 @@ class Option:
     default: object  # None: chosen by the backend at run time ("auto")
     kind: type  # int, float, bool or str
     help: str
+    minimum: float | None = None  # for numbers: the smallest value allowed
+    exclusive_minimum: bool = False  # the minimum itself is not allowed
+    multiple_of: int | None = None
+
+    @property
+    def allowed(self) -> str:
+        """The bounds in words, for `doctor`; empty when there are none."""
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f"> {self.minimum}" if self.exclusive_minimum else f">= {self.minimum}")
+        if self.multiple_of is not None:
+            bounds.append(f"a multiple of {self.multiple_of}")
+        return ", ".join(bounds)
 
     def parse(self, value):
-        """The value as this option's kind; ValueError with a plain message when it is not one."""
+        """The value as this option's kind, in its bounds; ValueError with a plain message when it is not."""
+        parsed = self._parse_kind(value)
+        if parsed is None or self.kind not in (int, float):
+            return parsed
+        if self.minimum is not None and (parsed <= self.minimum if self.exclusive_minimum else parsed < self.minimum):
+            more = f"more than {self.minimum}" if self.exclusive_minimum else f"{self.minimum} or more"
+            raise ValueError(f"{self.name} must be {more}, not {value!r}")
+        if self.multiple_of is not None and parsed % self.multiple_of:
+            raise ValueError(f"{self.name} must be a multiple of {self.multiple_of}, not {value!r}")
+        return parsed
+
+    def _parse_kind(self, value):
         if isinstance(value, str) and self.kind is not str:
             text = value.strip().lower()
             if text == "auto":
@@ -82,21 +106,24 @@ class GeneratorInfo:
 
 
 ANYTALKER_OPTIONS = (
-    Option("steps", 40, int, "denoising steps (the original's 40; fewer for drafts)"),
-    Option("guide", 4.5, float, "guidance scale for text and audio together"),
-    Option("shift", 3.0, float, "flow-matching schedule shift (3.0 at 480p)"),
-    Option("max_area", 832 * 480, int, "pixels the model renders at; frames are scaled to the video size"),
+    Option("steps", 40, int, "denoising steps (the original's 40; fewer for drafts)", minimum=1),
+    Option("guide", 4.5, float, "guidance scale for text and audio together (1.0: none)", minimum=1.0),
+    Option("shift", 3.0, float, "flow-matching schedule shift (3.0 at 480p)", minimum=0, exclusive_minimum=True),
+    Option("max_area", 832 * 480, int, "pixels the model renders at; frames are scaled to the video size",
+           minimum=32 * 32),
     Option("offload", None, bool, "keep T5, CLIP, VAE and wav2vec off the GPU while idle (auto: GPUs under 40 GiB)"),
     Option("vae_tiles", None, bool, "decode the VAE in overlapping tiles (auto: when a whole decode would not fit)"),
     Option("device", None, str, "torch device (auto: cuda when available)"),
 )
 
 MULTITALK_OPTIONS = (
-    Option("steps", 40, int, "denoising steps (40; 8 or fewer with a distillation LoRA)"),
-    Option("text_guide", 5.0, float, "text guidance scale (1.0: none, two passes per step instead of three)"),
-    Option("audio_guide", 4.0, float, "audio guidance scale (3-5 keep lips in sync)"),
-    Option("shift", None, float, "schedule shift (auto: 7 at 480p, 11 at 720p)"),
-    Option("resolution", 480, int, "480 or 720: the weights' resolution buckets (others scale 480's, for drafts)"),
+    Option("steps", 40, int, "denoising steps (40; 8 or fewer with a distillation LoRA)", minimum=1),
+    Option("text_guide", 5.0, float, "text guidance scale (1.0: none, two passes per step instead of three)",
+           minimum=1.0),
+    Option("audio_guide", 4.0, float, "audio guidance scale (3-5 keep lips in sync)", minimum=1.0),
+    Option("shift", None, float, "schedule shift (auto: 7 at 480p, 11 at 720p)", minimum=0, exclusive_minimum=True),
+    Option("resolution", 480, int, "480 or 720: the weights' resolution buckets (others scale 480's, for drafts)",
+           minimum=64, multiple_of=16),
     Option("apg", False, bool, "adaptive projected guidance (against colour drift)"),
     Option("lora", None, str, "a distillation LoRA .safetensors merged into the DiT"),
     Option("lora_scale", 1.0, float, "strength of the LoRA"),

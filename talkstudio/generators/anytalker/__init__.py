@@ -29,7 +29,6 @@ def create(models=None, device: str | None = None, steps: int = 40, guide: float
     from talkstudio.generators.anytalker.models import load_transformer, locate
     from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
-    _check_settings(steps, guide, shift, max_area)
     root = models_root("anytalker", models)
     files = locate(root, _variant(root))
     device = torch_device("anytalker", device)
@@ -40,19 +39,6 @@ def create(models=None, device: str | None = None, steps: int = 40, guide: float
     if vae_tiles:
         components.vae.enable_tiling()
     return AnyTalkerGenerator(components, steps, shift, guide, max_area, device, vae_tiles)
-
-
-def _check_settings(steps, guide, shift, max_area) -> None:
-    from talkstudio.errors import InputError, Problem
-
-    problems = [Problem(message, hint="see `talkstudio doctor` for the anytalker options") for message in (
-        "steps must be at least 1" if steps < 1 else None,
-        "guide must be 1.0 or more (1.0: no guidance)" if guide < 1.0 else None,
-        "shift must be positive" if shift <= 0 else None,
-        f"max_area must be at least {32 * 32} pixels" if max_area < 32 * 32 else None,
-    ) if message]
-    if problems:
-        raise InputError(problems)
 
 
 class AnyTalkerGenerator:

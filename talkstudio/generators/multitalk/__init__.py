@@ -36,7 +36,7 @@ def create(models=None, device: str | None = None, backend: str = "multitalk", s
     from talkstudio.generators.multitalk.models import load_transformer, locate
     from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
-    _check_settings(steps, text_guide, audio_guide, resolution, lora)
+    _check_lora(lora)
     files = locate(models_root(backend, models), backend)
     device = torch_device(backend, device)
     low_memory = gpu_gib(device) < LOW_MEMORY_GIB
@@ -61,22 +61,14 @@ def create_infinitetalk(**options) -> MultiTalkGenerator:
     return create(backend="infinitetalk", **options)
 
 
-def _check_settings(steps, text_guide, audio_guide, resolution, lora) -> None:
+def _check_lora(lora: str | None) -> None:
     from pathlib import Path
 
     from talkstudio.errors import InputError, Problem
 
-    hint = "see `talkstudio doctor` for the options"
-    problems = [Problem(message, hint=hint) for message in (
-        "steps must be at least 1" if steps < 1 else None,
-        "text_guide must be 1.0 or more (1.0: no text guidance, two passes per step)" if text_guide < 1.0 else None,
-        "audio_guide must be 1.0 or more" if audio_guide < 1.0 else None,
-        f"resolution must be a multiple of 16 from 64 (480 and 720 are what the weights know), not {resolution}"
-        if resolution < 64 or resolution % 16 else None,
-        f"lora {lora}: no such file" if lora and not Path(lora).is_file() else None,
-    ) if message]
-    if problems:
-        raise InputError(problems)
+    if lora and not Path(lora).is_file():
+        raise InputError(Problem(f"lora {lora}: no such file", field="lora",
+                                 hint="give the distillation LoRA's .safetensors file (video.options or --opt lora=FILE)"))
 
 
 @dataclass(frozen=True)

@@ -96,12 +96,18 @@ class GeneratorInfo:
     def parse_options(self, values: dict) -> dict:
         """Settings by name, parsed; ValueError naming the unknown or bad one and what is allowed."""
         known = {option.name: option for option in self.options}
-        parsed = {}
+        parsed, bad = {}, []
         for name, value in values.items():
             if name not in known:
                 allowed = ", ".join(known) or "none"
-                raise ValueError(f"backend '{self.name}' has no option '{name}' (its options: {allowed})")
-            parsed[name] = known[name].parse(value)
+                bad.append(f"backend '{self.name}' has no option '{name}' (its options: {allowed})")
+                continue
+            try:
+                parsed[name] = known[name].parse(value)
+            except ValueError as error:
+                bad.append(str(error))
+        if bad:
+            raise ValueError("; ".join(bad))
         return parsed
 
 

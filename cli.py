@@ -85,10 +85,10 @@ def audio(
 ) -> None:
     """Speak every line and lay out the timeline: tracks/<speaker>.wav, mix.wav, cues.json.
 
-    Tracks are concat-padded: one per cast member, all the timeline's length, exact
-    zeros outside that speaker's lines. The mix is their sum, normalised to the
-    screenplay's loudness target. cues.json holds every line's speaker, text,
-    start/end in seconds, samples and frames, and word timings.
+    Tracks are concat-padded: one per cast member, all the timeline's length,
+    exact zeros outside that speaker's lines. The mix is their sum, normalised
+    to the screenplay's loudness target. cues.json holds every line's speaker,
+    text, start/end in seconds, samples and frames, and word timings.
     """
     from talkstudio.cache import Cache
     from talkstudio.progress import Reporter
@@ -152,9 +152,10 @@ def render(
 ) -> None:
     """Render a screenplay to an mp4: H.264 + AAC + a soft subtitle track.
 
-    Beside the video: .srt, .vtt and .ass subtitles, and a folder with the tracks,
-    the mix and cues.json. Every chunk is cached by its inputs, so a killed render
-    resumes where it stopped and an edit re-renders only the chunks it changes.
+    Beside the video: .srt, .vtt and .ass subtitles, and a folder with the
+    tracks, the mix and cues.json. Every chunk is cached by its inputs, so a
+    killed render resumes where it stopped and an edit re-renders only the
+    chunks it changes.
     """
     from talkstudio.cache import Cache
     from talkstudio.progress import Reporter
@@ -193,13 +194,14 @@ def batch(
 ) -> None:
     """Render one episode per data row from a screenplay template.
 
-    Each row's screenplay is written to OUT/<episode>/screenplay.yaml (the name from an
-    `episode` or `id` column, else the row number) and checked; bad rows are reported
-    with their row, column and message, and the others go on. Episodes whose video
-    matches its inputs are skipped, so a re-run after a failure, a kill or an edit
-    renders only what is missing. OUT/batch-report.json lists every episode's status,
-    duration and output. Exit code 0 when all are done, 2 when rows are invalid, 1 when
-    episodes failed, 130 when interrupted.
+    Each row's screenplay is written to OUT/<episode>/screenplay.yaml (the name
+    from an `episode` or `id` column, else the row number) and checked; bad rows
+    are reported with their row, column and message, and the others go on.
+    Episodes whose video matches its inputs are skipped, so a re-run after a
+    failure, a kill or an edit renders only what is missing. OUT/batch-
+    report.json lists every episode's status, duration and output. Exit code 0
+    when all are done, 2 when rows are invalid, 1 when episodes failed, 130 when
+    interrupted.
     """
     from talkstudio.batch import BatchSettings, check_batch, run_batch
     from talkstudio.progress import Reporter
@@ -250,11 +252,12 @@ def edit_(
 ) -> None:
     """Multicam edit of a render: cut between the wide shot and close-ups of whoever speaks.
 
-    Close-ups are cropped from the wide render around each face. The automatic edit shows
-    the speaker (close-up or wide), goes wide when people talk at once, in rapid exchanges
-    and at each scene's start, cuts to a listener now and then in a silence, and holds every
-    shot at least --min-shot seconds. Its decisions are written beside VIDEO as .edl.txt,
-    one shot a line (START END wide | close NAME); edit them and re-apply with --edl FILE.
+    Close-ups are cropped from the wide render around each face. The automatic
+    edit shows the speaker (close-up or wide), goes wide when people talk at
+    once, in rapid exchanges and at each scene's start, cuts to a listener now
+    and then in a silence, and holds every shot at least --min-shot seconds. Its
+    decisions are written beside VIDEO as .edl.txt, one shot a line (START END
+    wide | close NAME); edit them and re-apply with --edl FILE.
     """
     from talkstudio.multicam import EditSettings, edit_video
 
@@ -275,11 +278,12 @@ def import_(
 ) -> None:
     """Import a Fountain screenplay as a talkstudio screenplay YAML.
 
-    Scene headings become scenes (the first action paragraph their prompt), character cues
-    the speakers (extensions such as (V.O.) ignored; matched to cast ids and names in any
-    case), parentheticals delivery words (whispering, quietly, shouting...), a pause for
-    (beat), or else the line's emotion; dual dialogue (^) overlaps the line before.
-    Characters missing from the cast are all reported with their line numbers.
+    Scene headings become scenes (the first action paragraph their prompt),
+    character cues the speakers (extensions such as (V.O.) ignored; matched to
+    cast ids and names in any case), parentheticals delivery words (whispering,
+    quietly, shouting...), a pause for (beat), or else the line's emotion; dual
+    dialogue (^) overlaps the line before. Characters missing from the cast are
+    all reported with their line numbers.
     """
     from talkstudio.fountain import import_fountain
 
@@ -294,6 +298,7 @@ def podcast(
     cast_file: Annotated[Path, typer.Option("--cast", help="cast YAML: cast (names, portraits), optional title, video, audio, stage, detection", show_default=False)],
     track: Annotated[Optional[list[str]], typer.Option("--track", "-t", help="NAME=FILE: a cast member's recording, any format ffmpeg reads (repeatable; left to right on stage); default: the cast file's tracks:", show_default=False)] = None,
     transcript: Annotated[Optional[Path], typer.Option("--transcript", help="SRT, VTT or plain 'Name: text' lines (default: the cast file's transcript:); without one, no subtitles")] = None,
+    soundtrack: Annotated[Optional[str], typer.Option("--soundtrack", help="what the video is heard with: recorded (the recordings summed, as they are), gated (only each host's detected speech), or an audio file (your edited mix); default: the cast file's soundtrack:, else recorded", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write (default: renders/<cast file>.mp4)")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
     frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1")] = None,
@@ -307,11 +312,13 @@ def podcast(
 ) -> None:
     """Turn a recorded episode (one recording per host) into a video of the hosts talking.
 
-    Speech is found on every track by voice activity detection (Silero VAD); what one
-    microphone only hears from another host (bleed) goes to that host, short pauses are
-    merged, and each track is gated to its speech as that host's concat-pad track. With
-    --transcript, subtitles come from it, aligned to the detected speech; without one there
-    are no subtitles. Needs pip install 'talkstudio\\[podcast]'.
+    Speech is found on every track by voice activity detection (Silero VAD);
+    what one microphone only hears from another host (bleed) goes to that host,
+    short pauses are merged, and each track is gated to its speech as that
+    host's concat-pad track, which drives the picture. The video is heard with
+    the recordings as they are (or --soundtrack). With --transcript, subtitles
+    come from it, aligned to the detected speech; without one there are no
+    subtitles. Needs pip install 'talkstudio\[podcast]'.
     """
     from talkstudio.cache import Cache
     from talkstudio.podcast import parse_tracks, render_podcast
@@ -322,7 +329,7 @@ def podcast(
     target = output or Path("renders") / f"{cast_file.stem}.mp4"
     result = render_podcast(cast_file, parse_tracks(track or []), transcript, target, Cache(cache, enabled=not no_cache),
                             Reporter(quiet=quiet), RenderOptions(backend, frame_num, seed, burn_subtitles, models,
-                                                                 _settings(opt or [])))
+                                                                 _settings(opt or [])), soundtrack)
     if quiet:
         return
     names = {s["id"]: s["name"] for s in result.cues["speakers"]}

@@ -3,7 +3,8 @@
     cast file + recordings -> speech probability per 32 ms of each (Silero VAD, cached per recording)
       -> speech regions per track: bleed given to its source, short gaps merged, blips dropped
       -> each track gated to its regions (pieces of the recording at the timeline rate, in the cache)
-      -> a one-scene Timeline -> stage, chunks and assembly as for a screenplay
+      -> a one-scene Timeline of the gated tracks: they drive the picture (stage, chunks as for a screenplay)
+      -> the soundtrack: the recordings whole (default), the gated tracks, or the user's mixed file
       -> subtitles only from a transcript (transcript.py); without one, no text at all
 
 Bleed: each microphone also hears the other hosts, a little later and quieter, and the VAD calls
@@ -13,9 +14,10 @@ steady distance. The quieter track loses those moments when it is more than `ble
 at a smaller distance the moment stays with the track whose speech began first. Two people
 speaking at once are not copies of each other (their envelopes do not follow), so both keep it.
 
-Every recording is read twice through an ffmpeg pipe, block by block: once at 16 kHz for the VAD,
-once at the timeline rate for the pieces. Nothing holds a whole recording, so memory stays flat
-however long the episode is (the per-window arrays are 8 bytes per 32 ms).
+Every recording is read through an ffmpeg pipe, block by block: once at 16 kHz for the VAD, once
+at the timeline rate for the gated pieces, and once more for a `recorded` soundtrack. Nothing holds
+a whole recording, so memory stays flat however long the episode is (the per-window arrays are
+8 bytes per 32 ms).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ MIN_COMPARED = 4  # windows needed to call two envelopes copies of each other
 EPISODE_SCENE = "episode"
 SCENE_KEYS = ("stage", "background", "prompt", "faces")  # the cast file's picture settings, a scene's fields
 Regions = dict[str, list[tuple[float, float]]]  # host -> detected speech, seconds
+RECORDED, GATED = "recorded", "gated"  # the soundtrack: the recordings as they are, or only their detected speech
+SOUNDTRACK_MISMATCH_S = 1.0  # a mixed soundtrack this much longer or shorter than the recordings is told
 CAST_EXAMPLE = "e.g.\n      cast:\n        ana: {name: Ana, image: ana.png}\n        ben: {name: Ben, image: ben.png}"
 
 
@@ -127,16 +131,19 @@ class Episode:
     detection: Detection
     tracks: list[tuple[str, Path]]  # the command's --track options, else the file's tracks:
     transcript: Path | None  # the command's --transcript, else the file's transcript:
+    soundtrack: str | Path = RECORDED  # RECORDED, GATED or a mixed file: what the video's audio is
 
 
-def load_cast(file: Path, tracks: list[tuple[str, Path]], transcript: Path | None = None) -> Episode:
-    """The episode from its cast file (which may list its own `tracks:` and `transcript:`, relative to
-    the file) and the command's options; every problem raised together."""
+def load_cast(file: Path, tracks: list[tuple[str, Path]], transcript: Path | None = None,
+              soundtrack: str | None = None) -> Episode:
+    """The episode from its cast file (which may list its own `tracks:`, `transcript:` and `soundtrack:`,
+    paths relative to the file) and the command's options; every problem raised together."""
     file = Path(file)
     data, source = load_yaml(file)
     if not isinstance(data, dict):
-        raise InputError(Problem("a cast file is a mapping with cast: (and optionally tracks:, transcript:, title:, "
-                                 "video:, audio:, stage:, background:, detection:)", file=file, hint=CAST_EXAMPLE))
+        raise InputError(Problem("a cast file is a mapping with cast: (and optionally tracks:, transcript:, soundtrack:, "
+                                 "title:, video:, audio:, stage:, background:, detection:)", file=file,
+                                 hint=CAST_EXAMPLE))
     if "scenes" in data:
         raise InputError(source.problem(("scenes",), "a podcast's cast file has no scenes: the recordings are "
                                         "the episode", "remove scenes:, or render the file with `talkstudio render`",
@@ -150,6 +157,12 @@ def load_cast(file: Path, tracks: list[tuple[str, Path]], transcript: Path | Non
             problems.append(source.problem(("transcript",), "transcript is a file name", "e.g. transcript: episode.srt"))
         else:
             transcript = (file.parent / written).expanduser()
+    written = data.pop("soundtrack", None)
+    if soundtrack is None and written is not None and not isinstance(written, str):
+        problems.append(source.problem(("soundtrack",), "soundtrack is recorded, gated or an audio file",
+                                       "e.g. soundtrack: episode-master.wav"))
+    chosen = _soundtrack(soundtrack, Path.cwd()) if soundtrack is not None else (
+        _soundtrack(written, file.parent) if isinstance(written, str) else RECORDED)
     detection = _gathered(problems, _detection, data.pop("detection", None) or {}, source)
     _gathered(problems, _check_tracks, tracks, data.get("cast"), file)
     scene = {key: data.pop(key) for key in SCENE_KEYS if key in data}
@@ -161,9 +174,16 @@ def load_cast(file: Path, tracks: list[tuple[str, Path]], transcript: Path | Non
     problems = [_unscened(p) for p in problems if not (p.field or "").startswith(("scenes[0].cast", "scenes[0].lines"))]
     if transcript is not None and not transcript.is_file():
         problems.append(Problem(f"transcript {transcript}: no such file", hint="an SRT, VTT or 'Name: text' file"))
+    if isinstance(chosen, Path) and not chosen.is_file():
+        problems.append(Problem(f"soundtrack {chosen}: no such file",
+                                hint=f"an audio file (the episode's mix), or {RECORDED} or {GATED}"))
     if problems:
         raise InputError(problems)
-    return Episode(screenplay, detection, tracks, transcript)
+    return Episode(screenplay, detection, tracks, transcript, chosen)
+
+
+def _soundtrack(value: str, folder: Path) -> str | Path:
+    return value if value in (RECORDED, GATED) else (folder / value).expanduser()
 
 
 def _file_tracks(listed, source, file: Path) -> list[tuple[str, Path]]:
@@ -489,6 +509,35 @@ def episode_timeline(screenplay: Screenplay, tracks: list[tuple[str, Path]], reg
     return recorded_timeline(screenplay, names, pieces, cues, round(duration * rate), rate)
 
 
+def soundtrack_timeline(screenplay: Screenplay, soundtrack: str | Path, tracks: list[tuple[str, Path]],
+                        samples: int, rate: int, cache: Cache, reporter: Reporter) -> Timeline | None:
+    """What the video is heard with, over the episode's `samples`: the recordings whole (RECORDED), or a
+    mixed file; None for GATED (the gated tracks are heard). At the episode's loudness either way."""
+    if soundtrack == GATED:
+        return None
+    sources = tracks if soundtrack == RECORDED else [("soundtrack", Path(soundtrack))]
+    volume = [screenplay.cast[name].voice.volume if soundtrack == RECORDED else 1.0 for name, _ in sources]
+    whole = [(0.0, samples / rate)]
+    pieces = []
+    with reporter.task("soundtrack", len(sources)) as advance:
+        for index, (_, path) in enumerate(sources):
+            pieces += [(index, start, clip) for start, clip in gated_pieces(path, whole, rate, cache)]
+            advance()
+    timeline = recorded_timeline(screenplay, [name for name, _ in sources], pieces, [], samples, rate, volume)
+    if soundtrack != RECORDED:
+        length = _duration(Path(soundtrack))
+        if length is not None and abs(length - samples / rate) > SOUNDTRACK_MISMATCH_S:
+            timeline.warnings.append(f"soundtrack {soundtrack} lasts {length:.1f} s and the recordings "
+                                     f"{samples / rate:.1f} s: the video follows the recordings")
+    return timeline
+
+
+def _duration(path: Path) -> float | None:
+    from talkstudio.assemble import probe
+
+    return probe(path)["duration"]
+
+
 def _cues(screenplay: Screenplay, tracks, regions, region_texts, rate: int) -> list[Cue]:
     clock = FrameClock(rate, screenplay.fps)
     files = dict(tracks)
@@ -505,7 +554,7 @@ def _cues(screenplay: Screenplay, tracks, regions, region_texts, rate: int) -> l
 
 
 def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: Path | None, target: Path,
-                   cache: Cache, reporter: Reporter, options=None) -> PodcastResult:
+                   cache: Cache, reporter: Reporter, options=None, soundtrack: str | None = None) -> PodcastResult:
     """Recordings (one per host) -> speech regions -> timeline -> picture -> mp4, plus subtitles from a transcript."""
     from talkstudio.assemble import assemble
     from talkstudio.chunks import render_chunks
@@ -521,7 +570,8 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     check_output_folder(work_dir)
     timings, clock = {}, time.perf_counter()
     settings = {**render_settings(options), "tracks": [[name, str(Path(path).resolve())] for name, path in tracks],
-                "transcript": str(Path(transcript).resolve()) if transcript else None, "vad": _vad_identity()}
+                "transcript": str(Path(transcript).resolve()) if transcript else None, "vad": _vad_identity(),
+                "soundtrack": soundtrack if soundtrack in (None, RECORDED, GATED) else str(Path(soundtrack).resolve())}
 
     # 0. nothing to do when the video was made from exactly these recordings, cast file and settings
     if cache.enabled and target.exists() and manifest.up_to_date(work_dir, "podcast", cast_file, settings):
@@ -529,7 +579,7 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
         return _finished_podcast(target, work_dir)
 
     # 1. check everything before any work: cast file, recordings, transcript, backend, the VAD
-    episode = load_cast(cast_file, tracks, transcript)
+    episode = load_cast(cast_file, tracks, transcript, soundtrack)
     screenplay, detection, tracks, transcript = episode.screenplay, episode.detection, episode.tracks, episode.transcript
     rates = [audio_rate(path) for _, path in tracks]
     entries = read_transcript(transcript, {n: screenplay.cast[n].name for n, _ in tracks}) if transcript else None
@@ -557,9 +607,11 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
         reporter.warn(warning)
     rate = screenplay.audio.sample_rate or max(rates)
     timeline = episode_timeline(screenplay, tracks, regions, aligned.region_texts, duration, rate, cache, reporter)
-    for warning in timeline.warnings:
+    heard = soundtrack_timeline(screenplay, episode.soundtrack, tracks, timeline.samples, rate, cache, reporter)
+    warnings = timeline.warnings + (heard.warnings if heard else [])
+    for warning in warnings:
         reporter.warn(warning)
-    write_timeline(timeline, screenplay, work_dir)
+    write_timeline(timeline, screenplay, work_dir, heard)
     timings["audio"] = time.perf_counter() - clock
 
     # 5. the picture, chunk by chunk (partial movie files in the cache)
@@ -578,8 +630,10 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
                  burn_ass=subtitles.get("ass") if options.burn_subtitles else None, work_dir=work_dir)
         advance()
     timings["assemble"] = time.perf_counter() - clock
-    manifest.record(work_dir, "podcast", cast_file,
-                    [path for _, path in tracks] + ([transcript] if transcript else []) + screenplay.input_files(),
+    mixed = [episode.soundtrack] if isinstance(episode.soundtrack, Path) else []
+    manifest.record(work_dir, "podcast", cast_file, [path for _, path in tracks] + mixed
+                    + ([transcript] if transcript else []) + screenplay.input_files(),
                     [], [target, *subtitles.values()], settings)
-    return PodcastResult(target, work_dir, cues_document(timeline, screenplay), regions, subtitles, len(partials),
-                         len(partials) - rendered, timings, aligned.warnings + timeline.warnings)
+    cues = cues_document(timeline, screenplay, heard.loudness if heard else None)
+    return PodcastResult(target, work_dir, cues, regions, subtitles, len(partials),
+                         len(partials) - rendered, timings, aligned.warnings + warnings)

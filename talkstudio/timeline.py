@@ -202,14 +202,15 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
 
 
 def recorded_timeline(screenplay: Screenplay, speakers: list[str], pieces: list[tuple[int, int, Clip]],
-                      cues: list[Cue], samples: int, rate: int) -> Timeline:
+                      cues: list[Cue], samples: int, rate: int, volume: list[float] | None = None) -> Timeline:
     """A timeline of recorded pieces already at their places (speaker index, start sample, clip), as one
-    scene (the screenplay's first) of at least `samples`: a podcast's tracks, gated to detected speech."""
+    scene (the screenplay's first) of at least `samples`: a podcast's tracks, gated to detected speech,
+    or its soundtrack. `volume` per speaker defaults to the cast's."""
     clock = FrameClock(rate, screenplay.fps)
     frames = clock.frames_covering(samples)
     end = clock.sample_of(frames)
     scene = SceneSpan(screenplay.scenes[0].id, 0.0, end / rate, 0, end, 0, frames)
-    volume = [screenplay.cast[name].voice.volume for name in speakers]
+    volume = volume or [screenplay.cast[name].voice.volume for name in speakers]
     placed = sorted((_Placed(speaker, start, clip, volume[speaker] * clip.gain) for speaker, start, clip in pieces),
                     key=lambda p: p.start)
     return _normalised(Timeline(rate, screenplay.fps, speakers, end, cues, [scene], placed), screenplay)
@@ -267,25 +268,31 @@ def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, 
     )
 
 
-def write_timeline(timeline: Timeline, screenplay: Screenplay, out_dir: Path) -> dict[str, Path]:
-    """tracks/<speaker>.wav, mix.wav and cues.json under `out_dir`, written block by block."""
+def write_timeline(timeline: Timeline, screenplay: Screenplay, out_dir: Path,
+                   soundtrack: Timeline | None = None) -> dict[str, Path]:
+    """tracks/<speaker>.wav, mix.wav and cues.json under `out_dir`, written block by block. The mix is
+    the sum of the tracks, or of `soundtrack`'s (a timeline as long, heard instead of the tracks)."""
     out_dir = Path(out_dir)
+    heard = soundtrack or timeline
     written = {speaker: out_dir / "tracks" / f"{speaker}.wav" for speaker in timeline.speakers}
     written["mix"] = out_dir / "mix.wav"
     with ExitStack() as stack:
         writers = [stack.enter_context(wav_writer(written[name], timeline.rate, timeline.samples))
                    for name in [*timeline.speakers, "mix"]]
         for start in range(0, timeline.samples, WRITE_BLOCK):
-            tracks = timeline.tracks(start, min(start + WRITE_BLOCK, timeline.samples))
-            for writer, track in zip(writers, [*tracks, tracks.sum(axis=0, dtype=np.float32)]):
+            end = min(start + WRITE_BLOCK, timeline.samples)
+            tracks = timeline.tracks(start, end)
+            mix = (heard.tracks(start, end) if soundtrack else tracks).sum(axis=0, dtype=np.float32)
+            for writer, track in zip(writers, [*tracks, mix]):
                 writer(track)
     written["cues"] = out_dir / "cues.json"
     with atomic_write(written["cues"], "w") as f:
-        json.dump(cues_document(timeline, screenplay), f, indent=1, ensure_ascii=False)
+        json.dump(cues_document(timeline, screenplay, heard.loudness), f, indent=1, ensure_ascii=False)
     return written
 
 
-def cues_document(timeline: Timeline, screenplay: Screenplay) -> dict:
+def cues_document(timeline: Timeline, screenplay: Screenplay, loudness: Loudness | None = None) -> dict:
+    """The cues.json document; `loudness` is the mix's, when the mix is not the sum of the tracks."""
     return {
         "title": screenplay.title,
         "sample_rate": timeline.rate,
@@ -294,7 +301,7 @@ def cues_document(timeline: Timeline, screenplay: Screenplay) -> dict:
         "frames": timeline.frames,
         "duration": timeline.duration,
         "speakers": [{"id": s, "name": screenplay.cast[s].name, "track": f"tracks/{s}.wav"} for s in timeline.speakers],
-        "loudness": asdict(timeline.loudness),
+        "loudness": asdict(loudness or timeline.loudness),
         "scenes": [asdict(span) for span in timeline.scenes],
         "cues": [asdict(cue) for cue in timeline.cues],
     }

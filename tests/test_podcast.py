@@ -211,3 +211,69 @@ def test_an_episode_file_lists_its_own_tracks_and_transcript(episode):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "track ana=" in result.stderr and "missing.wav: no such file" in result.stderr
     assert "nowhere.srt: no such file" in result.stderr
+
+
+def _mix(target) -> tuple[np.ndarray, int]:
+    from talkstudio.audio_io import read_audio
+
+    rate = json.loads((target.with_suffix("") / "cues.json").read_text())["sample_rate"]
+    return read_audio(target.with_suffix("") / "mix.wav", rate), rate
+
+
+def _outside_speech(episode, rate: int, length: int) -> np.ndarray:
+    quiet = np.ones(length, bool)
+    for spans in episode["truth"].values():
+        for start, end in spans:
+            quiet[max(int((start - 0.2) * rate), 0):int((end + 0.2) * rate)] = False
+    return quiet
+
+
+def test_the_video_is_heard_with_the_recordings_as_they_are_or_gated(episode):
+    from talkstudio.audio_io import read_audio
+
+    recorded, gated = episode["folder"] / "out" / "recorded.mp4", episode["folder"] / "out" / "gated.mp4"
+    assert _podcast(episode, "-o", recorded).returncode == 0
+    assert _podcast(episode, "-o", gated, "--soundtrack", "gated").returncode == 0
+    heard, rate = _mix(recorded)
+    raw = sum(read_audio(path, rate)[:len(heard)] for path in episode["files"].values())
+    raw = np.pad(raw, (0, len(heard) - len(raw)))
+    assert np.corrcoef(heard, raw)[0, 1] > 0.95  # the recordings summed (the limiter bends the loudest peaks)
+    # between turns: the recordings' own noise floor, at the mix's static gain
+    quiet = _outside_speech(episode, rate, len(heard))
+    gain_db = json.loads((recorded.with_suffix("") / "cues.json").read_text())["loudness"]["gain_db"]
+    fitted = np.dot(heard[quiet], raw[quiet]) / np.dot(raw[quiet], raw[quiet])
+    assert np.corrcoef(heard[quiet], raw[quiet])[0, 1] > 0.99 and abs(20 * np.log10(fitted) - gain_db) < 0.5
+    gated_mix, _ = _mix(gated)
+    assert not gated_mix[quiet].any()  # only the detected speech: exact silence between turns
+    # the picture is the same either way: the soundtrack never changes a chunk
+    assert (gated.with_suffix("") / "tracks" / "ana.wav").read_bytes() == \
+        (recorded.with_suffix("") / "tracks" / "ana.wav").read_bytes()
+    again = _podcast(episode, "-o", gated, "--soundtrack", "gated")
+    assert "up to date" in again.stdout
+
+
+def test_a_mixed_soundtrack_file_is_what_the_video_is_heard_with(episode):
+    folder = episode["folder"]
+    rate = 22050
+    t = np.arange(int(15.0 * rate)) / rate  # two seconds longer than the recordings
+    (0.2 * np.sin(2 * np.pi * 220 * t)).astype("<f4").tofile(folder / "master.f32")
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(rate), "-ac", "1",
+                    "-i", str(folder / "master.f32"), str(folder / "master.m4a")], check=True)
+    target = folder / "out" / "mastered.mp4"
+    result = _podcast(episode, "-o", target, "--soundtrack", folder / "master.m4a")
+    assert result.returncode == 0, result.stderr
+    told = " ".join(result.stderr.split())
+    assert "lasts 15.0 s and the recordings 13.0 s: the video follows the recordings" in told
+    heard, mix_rate = _mix(target)
+    tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(len(heard)) / mix_rate)
+    middle = slice(mix_rate, len(heard) - mix_rate)  # away from the codec's edges and the fades
+    assert abs(np.corrcoef(heard[middle], tone[middle])[0, 1]) > 0.99
+    loudness = json.loads((target.with_suffix("") / "cues.json").read_text())["loudness"]
+    assert abs(loudness["integrated_lufs"] - loudness["target_lufs"]) < 0.5  # the soundtrack's loudness, measured
+
+
+def test_a_missing_soundtrack_file_is_bad_input(episode):
+    result = _podcast(episode, "-o", episode["folder"] / "bad.mp4", "--soundtrack", "master-final.wav")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "soundtrack" in result.stderr and "master-final.wav: no such file" in result.stderr
+    assert "recorded or gated" in result.stderr

@@ -144,7 +144,8 @@ def _attack_release(rate: int) -> tuple[int, int]:
     return attack, release + (release - attack) % 2  # so that the filter's origin places the window exactly
 
 
-PEAK_GROUP = 16  # true peaks are kept as the maximum of each group of samples: less memory, never lower
+PEAK_GROUP = 64  # true peaks are kept as the maximum of each group of samples (1.3 ms at 48 kHz, well inside
+# the 5 ms attack): a 60-minute mix keeps 11 MB of them, and the gain is never higher than a sample needs
 
 
 @dataclass

@@ -277,3 +277,15 @@ def test_a_missing_soundtrack_file_is_bad_input(episode):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "soundtrack" in result.stderr and "master-final.wav: no such file" in result.stderr
     assert "recorded or gated" in result.stderr
+
+
+def test_the_recorded_example_renders_with_its_transcript(tmp_path):
+    from conftest import ROOT
+
+    example = ROOT / "scripts_examples" / "recorded" / "lighthouse-episode.yaml"
+    target = tmp_path / "lighthouse.mp4"
+    result = run_cli("podcast", "--cast", example, "-o", target, "--cache", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    cues = json.loads((target.with_suffix("") / "cues.json").read_text())["cues"]
+    assert [c["speaker"] for c in cues] == ["maya", "theo", "maya", "theo", "maya"]
+    assert cues[2]["text"] == "Lonely how?" and "Lonely how?" in target.with_suffix(".srt").read_text()

@@ -318,7 +318,7 @@ def podcast(
     host's concat-pad track, which drives the picture. The video is heard with
     the recordings as they are (or --soundtrack). With --transcript, subtitles
     come from it, aligned to the detected speech; without one there are no
-    subtitles. Needs pip install 'talkstudio\[podcast]'.
+    subtitles. Needs pip install 'talkstudio\\[podcast]'.
     """
     from talkstudio.cache import Cache
     from talkstudio.podcast import parse_tracks, render_podcast
@@ -537,6 +537,9 @@ def _say_interrupted() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app; bad input exits 2 with the problems, internal failures exit 1 with a log."""
+    from talkstudio.interrupts import catch_dropped
+
+    catch_dropped()
     try:
         app(args=argv, prog_name="talkstudio")  # usage errors: Typer prints them and exits 2
     except SystemExit as exit_:

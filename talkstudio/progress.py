@@ -9,6 +9,8 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from talkstudio.interrupts import stop_if_interrupted
+
 Advance = Callable[..., None]
 PLAIN_INTERVAL_S = 5.0  # without a terminal, a progress line at most this often
 
@@ -30,18 +32,25 @@ class Reporter:
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Advance]:
-        """Yield `advance(n=1)`; show a bar (terminal) or a start and an end line (plain)."""
+        """Yield `advance(n=1)`; show a bar (terminal) or a start and an end line (plain). Every step is
+        also a checkpoint where a Ctrl-C that Python dropped is raised (talkstudio.interrupts)."""
         started = time.perf_counter()
         if self.fancy:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
             with Progress(*columns, console=self.console, transient=True) as bar:
                 task = bar.add_task(description, total=total)
-                yield lambda n=1: bar.advance(task, n)
+
+                def step(n: int = 1) -> None:
+                    stop_if_interrupted()
+                    bar.advance(task, n)
+
+                yield step
         else:
             done, last_line = [0], [started]
 
             def advance(n: int = 1) -> None:
+                stop_if_interrupted()
                 done[0] += n
                 now = time.perf_counter()
                 if not self.quiet and now - last_line[0] >= PLAIN_INTERVAL_S and done[0] < total:

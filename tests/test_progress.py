@@ -36,3 +36,30 @@ def test_bars_on_a_terminal():
     with reporter.task("speech", 2) as advance:
         advance(2)
     assert "speech: 2 done in" in sink.getvalue()
+
+
+def test_a_ctrl_c_that_lands_in_a_finaliser_is_raised_at_the_next_progress_step():
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import ROOT
+
+    program = textwrap.dedent("""
+        from talkstudio.interrupts import catch_dropped
+        from talkstudio.progress import Reporter
+        catch_dropped()
+        class Finaliser:
+            def __del__(self):
+                raise KeyboardInterrupt  # where Python would print it and go on
+        with Reporter(quiet=True).task("chunks", 3) as advance:
+            Finaliser()
+            try:
+                advance()
+            except KeyboardInterrupt:
+                print("stopped at the checkpoint")
+            else:
+                print("went on")
+    """)
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert run.stdout.strip() == "stopped at the checkpoint" and "Traceback" not in run.stderr

@@ -23,6 +23,7 @@ from talkstudio.batch.runners import LocalPool, RayPool, Unit
 from talkstudio.batch.template import Episode, prepare_episodes
 from talkstudio.cache import Cache, atomic_write
 from talkstudio.errors import InputError, Problem
+from talkstudio.interrupts import stop_if_interrupted
 from talkstudio.progress import Reporter
 from talkstudio.render import RenderOptions, video_up_to_date
 
@@ -225,6 +226,7 @@ def _render(episodes: list[Episode], pool, cache_root: Path, options: RenderOpti
                 for unit in run.first_units(split):
                     submit(run, unit)
             while jobs:
+                stop_if_interrupted()
                 for handle in pool.wait_any(list(jobs)):
                     run, unit = jobs.pop(handle)
                     run.take(unit, pool.result(handle))

@@ -29,6 +29,7 @@ from talkstudio.render import RenderOptions, render_scene_chunks, render_video
 
 PARENT_POLL_S = 0.5  # how soon a worker notices that its batch was killed
 STOP_GRACE_S = 5.0  # a stopped worker's time to clean up before it is ended regardless
+WAIT_POLL_S = 0.5  # the longest a batch waits on its units before looking for a dropped Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class LocalPool:
             return self.executor.submit(_run_in_worker, unit)
 
     def wait_any(self, handles: list) -> list:
-        return list(wait(handles, return_when=FIRST_COMPLETED)[0])
+        """The finished among `handles`; none when WAIT_POLL_S passes first (the batch checks for Ctrl-C)."""
+        return list(wait(handles, timeout=WAIT_POLL_S, return_when=FIRST_COMPLETED)[0])
 
     def result(self, handle) -> dict:
         try:
@@ -217,7 +219,7 @@ class RayPool:
         return self.remote.options(num_cpus=1, num_gpus=1 if unit.gpu else 0).remote(unit)
 
     def wait_any(self, handles: list) -> list:
-        return self.ray.wait(handles, num_returns=1)[0]
+        return self.ray.wait(handles, num_returns=1, timeout=WAIT_POLL_S)[0]
 
     def result(self, handle) -> dict:
         try:

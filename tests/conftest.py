@@ -30,3 +30,12 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     """Run the installed command line as a user would, in a fresh process."""
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
+
+
+def start_cli(*args: str, **popen) -> subprocess.Popen:
+    """Start the command line as a user would in a terminal, where Ctrl-C reaches it: SIGINT handled as by
+    default even when the tests themselves run in the background (where the shell ignores SIGINT)."""
+    import signal
+
+    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)

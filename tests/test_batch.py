@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start_cli
 from talkstudio.batch import BatchSettings, check_batch, run_batch
 from talkstudio.batch.rows import read_rows
 from talkstudio.cache import Cache
@@ -192,7 +192,7 @@ def _state(pid: int) -> str:
 
 
 def _start_and_wait_for_one_episode(args: list[str], out: Path) -> subprocess.Popen:
-    batch = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    batch = start_cli(*args[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not ((out / "batch-report.json").exists() and "rendered" in
                {e["status"] for e in _report(out).values()}):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import cli
-from conftest import EXAMPLES, ROOT, run_cli
+from conftest import EXAMPLES, ROOT, run_cli, start_cli
 from talkstudio import __version__
 
 
@@ -95,15 +95,11 @@ def test_doctor_reports_backends_and_why_not(tmp_path):
 def test_ctrl_c_keeps_the_work_and_says_how_to_go_on(tmp_path):
     import signal
     import subprocess
-    import sys
     import time
 
-    from conftest import EXAMPLES, ROOT
-
     script = next(p for p in EXAMPLES if p.stem == "podcast")
-    process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "render", str(script), "-o", str(tmp_path / "x.mp4"),
-                                "--cache", str(tmp_path / "cache")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = start_cli("render", script, "-o", tmp_path / "x.mp4", "--cache", tmp_path / "cache",
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "cache" / "chunks").rglob("*.mp4")):  # the first of 11 chunks is done
         assert time.monotonic() < deadline and process.poll() is None

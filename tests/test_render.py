@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, ROOT, run_cli
+from conftest import EXAMPLES, ROOT, run_cli, start_cli
 from talkstudio.assemble import count_frames, probe, read_frames
 from talkstudio.cache import Cache
 from talkstudio.progress import Reporter
@@ -122,8 +122,8 @@ def test_a_killed_render_resumes_to_the_same_frames(tmp_path):
     chunks = tmp_path / "c2" / "chunks"
     rng = np.random.default_rng(7)
     for attempt in range(3):
-        process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "render", str(example), "-o", str(resumed),
-                                    "--cache", str(tmp_path / "c2"), "-q"], stderr=subprocess.DEVNULL)
+        process = start_cli("render", example, "-o", resumed, "--cache", tmp_path / "c2", "-q",
+                            stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         wanted = 1 + attempt * 3 + int(rng.integers(0, 2))
         while time.time() < deadline and process.poll() is None:

@@ -107,8 +107,9 @@ class Video(_Model):
     faces: FaceSettings = Field(default_factory=FaceSettings, description="how faces are found in images")
     colour_match: bool | None = Field(None, strict=True, description="pull each chunk's colours to the stage image "
                                       "(against drift in long generated videos); default: on for generative backends")
-    options: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="backend settings, e.g. {steps: 20}; `talkstudio doctor` lists them")
+    options: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict,
+        description="backend settings, e.g. {steps: 20} (null or auto: the backend's choice); `talkstudio doctor` lists them")
 
 
 class AudioSettings(_Model):

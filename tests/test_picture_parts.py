@@ -112,7 +112,7 @@ def test_backend_options_are_checked_against_their_bounds_when_parsed():
         multitalk.parse_options({"resolution": 500})
     with pytest.raises(ValueError, match="steps must be 1 or more, not 0; audio_guide must be 1.0 or more"):
         multitalk.parse_options({"steps": 0, "audio_guide": 0.5})  # every bad option at once
-    assert multitalk.parse_options({"resolution": "auto"}) == {"resolution": None}
+    assert multitalk.parse_options({"resolution": "auto", "shift": None}) == {"resolution": None, "shift": None}
     assert [o.allowed for o in multitalk.options if o.name == "resolution"] == [">= 64, a multiple of 16"]
 
 

@@ -54,6 +54,8 @@ class Option:
         return parsed
 
     def _parse_kind(self, value):
+        if value is None:  # `shift:` or `shift: null` in YAML: left to the backend, as `auto`
+            return None
         if isinstance(value, str) and self.kind is not str:
             text = value.strip().lower()
             if text == "auto":

@@ -477,7 +477,7 @@ def voices(
 def doctor(
     models: Annotated[Optional[Path], typer.Option("--models", help="AnyTalker model folder (default: $TALKSTUDIO_MODELS)")] = None,
 ) -> None:
-    """Say which backends and voices this machine can use, and for the others why not."""
+    """Say which backends, voices and extras (podcast detection, Ray) this machine can use, and why not."""
     from talkstudio.doctor import checks
 
     table = Table(box=box.SIMPLE_HEAD)

@@ -37,7 +37,30 @@ def checks(models: Path | None = None) -> list[Check]:
                        "mediapipe 0.10.21" if _installed("mediapipe") else "mediapipe missing: give face boxes by hand"))
     for name in GENERATORS:
         found.append(_backend(name, models))
+    found += [_speech_detection(), _ray()]
     return found
+
+
+def _speech_detection() -> Check:
+    """`podcast` needs the Silero VAD model and onnxruntime."""
+    from talkstudio.vad import VadUnavailable, model_path
+
+    try:
+        path = model_path()
+    except VadUnavailable as error:
+        return Check("podcast speech detection", False, str(error))
+    if not _installed("onnxruntime"):
+        return Check("podcast speech detection", False, "onnxruntime missing: pip install 'talkstudio[podcast]'")
+    return Check("podcast speech detection", True, f"Silero VAD ({path.name}) on onnxruntime")
+
+
+def _ray() -> Check:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return Check("batch on Ray", True, f"ray {version('ray')}")
+    except PackageNotFoundError:
+        return Check("batch on Ray", False, "ray missing: pip install 'talkstudio[ray]' (local workers need nothing)")
 
 
 def _backend(name: str, models: Path | None) -> Check:

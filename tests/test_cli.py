@@ -90,6 +90,8 @@ def test_doctor_reports_backends_and_why_not(tmp_path):
     assert "backend puppet" in result.stdout and "ready (CPU)" in result.stdout
     assert "backend anytalker" in result.stdout and "incomplete" in result.stdout
     assert "voice engine espeak" in result.stdout
+    assert "podcast speech detection" in result.stdout and "Silero VAD" in result.stdout  # CI installs [podcast]
+    assert "batch on Ray" in result.stdout
 
 
 def test_ctrl_c_keeps_the_work_and_says_how_to_go_on(tmp_path):

@@ -298,7 +298,7 @@ def podcast(
     cast_file: Annotated[Path, typer.Option("--cast", help="cast YAML: cast (names, portraits), optional title, video, audio, stage, detection", show_default=False)],
     track: Annotated[Optional[list[str]], typer.Option("--track", "-t", help="NAME=FILE: a cast member's recording, any format ffmpeg reads (repeatable; left to right on stage); default: the cast file's tracks:", show_default=False)] = None,
     transcript: Annotated[Optional[Path], typer.Option("--transcript", help="SRT, VTT or plain 'Name: text' lines (default: the cast file's transcript:); without one, no subtitles")] = None,
-    soundtrack: Annotated[Optional[str], typer.Option("--soundtrack", help="what the video is heard with: recorded (the recordings summed, as they are), gated (only each host's detected speech), or an audio file (your edited mix); default: the cast file's soundtrack:, else recorded", show_default=False)] = None,
+    soundtrack: Annotated[Optional[str], typer.Option("--soundtrack", help="what the video is heard with: recorded (the recordings summed, as they are), gated (only each host's detected speech), or an audio file (your mastered mix, used as it is); default: the cast file's soundtrack:, else recorded", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write (default: renders/<cast file>.mp4)")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
     frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1")] = None,

@@ -4,7 +4,8 @@
       -> speech regions per track: bleed given to its source, short gaps merged, blips dropped
       -> each track gated to its regions (pieces of the recording at the timeline rate, in the cache)
       -> a one-scene Timeline of the gated tracks: they drive the picture (stage, chunks as for a screenplay)
-      -> the soundtrack: the recordings whole (default), the gated tracks, or the user's mixed file
+      -> the soundtrack: the recordings whole (default) or the gated tracks at the episode's loudness,
+         or the user's mastered file as it is
       -> subtitles only from a transcript (transcript.py); without one, no text at all
 
 Bleed: each microphone also hears the other hosts, a little later and quieter, and the VAD calls
@@ -24,6 +25,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from itertools import combinations
@@ -36,11 +40,13 @@ from talkstudio import manifest
 from talkstudio.audio_io import audio_rate, decode_blocks
 from talkstudio.cache import Cache, atomic_write, content_key, file_digest
 from talkstudio.errors import InputError, Problem
+from talkstudio.loudness import Loudness
 from talkstudio.progress import Reporter
 from talkstudio.screenplay import Screenplay, screenplay_from_data
 from talkstudio.sourcemap import load_yaml
 from talkstudio.speech import Clip, store_clip
-from talkstudio.timeline import Cue, FrameClock, Timeline, cues_document, recorded_timeline, write_timeline
+from talkstudio.timeline import (Cue, FrameClock, Timeline, cues_document, recorded_timeline, write_cues,
+                                 write_timeline)
 from talkstudio.vad import RATE as VAD_RATE, WINDOW, SileroVad, VadUnavailable, model_identity
 
 PODCAST_FORMAT = 1  # bump when stored analyses or pieces change
@@ -509,33 +515,57 @@ def episode_timeline(screenplay: Screenplay, tracks: list[tuple[str, Path]], reg
     return recorded_timeline(screenplay, names, pieces, cues, round(duration * rate), rate)
 
 
-def soundtrack_timeline(screenplay: Screenplay, soundtrack: str | Path, tracks: list[tuple[str, Path]],
-                        samples: int, rate: int, cache: Cache, reporter: Reporter) -> Timeline | None:
-    """What the video is heard with, over the episode's `samples`: the recordings whole (RECORDED), or a
-    mixed file; None for GATED (the gated tracks are heard). At the episode's loudness either way."""
-    if soundtrack == GATED:
-        return None
-    sources = tracks if soundtrack == RECORDED else [("soundtrack", Path(soundtrack))]
-    volume = [screenplay.cast[name].voice.volume if soundtrack == RECORDED else 1.0 for name, _ in sources]
+def recorded_soundtrack(screenplay: Screenplay, tracks: list[tuple[str, Path]], samples: int, rate: int,
+                        cache: Cache, reporter: Reporter) -> Timeline:
+    """The recordings whole, summed at the episode's loudness, over its `samples`: what the video is
+    heard with by default (the gated tracks drive the picture)."""
     whole = [(0.0, samples / rate)]
     pieces = []
-    with reporter.task("soundtrack", len(sources)) as advance:
-        for index, (_, path) in enumerate(sources):
+    with reporter.task("soundtrack", len(tracks)) as advance:
+        for index, (_, path) in enumerate(tracks):
             pieces += [(index, start, clip) for start, clip in gated_pieces(path, whole, rate, cache)]
             advance()
-    timeline = recorded_timeline(screenplay, [name for name, _ in sources], pieces, [], samples, rate, volume)
-    if soundtrack != RECORDED:
-        length = _duration(Path(soundtrack))
-        if length is not None and abs(length - samples / rate) > SOUNDTRACK_MISMATCH_S:
-            timeline.warnings.append(f"soundtrack {soundtrack} lasts {length:.1f} s and the recordings "
-                                     f"{samples / rate:.1f} s: the video follows the recordings")
-    return timeline
+    return recorded_timeline(screenplay, [name for name, _ in tracks], pieces, [], samples, rate)
 
 
-def _duration(path: Path) -> float | None:
-    from talkstudio.assemble import probe
+def write_master(soundtrack: Path, mix: Path, rate: int, samples: int) -> list[str]:
+    """The user's mixed soundtrack as the mix, as mastered: its channels and levels kept, only resampled
+    to `rate` and cut or padded with silence to the episode's `samples`. Returns warnings."""
+    from talkstudio.assemble import EncodeError, probe
+    from talkstudio.audio_io import ffmpeg_exe
 
-    return probe(path)["duration"]
+    temp = mix.with_name(f".{mix.name}.part")
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(soundtrack),
+                             "-vn", "-af", f"aresample={rate},apad=whole_len={samples},atrim=end_sample={samples}",
+                             "-c:a", "pcm_f32le", "-f", "wav", str(temp)], capture_output=True, check=False)
+    try:
+        if result.returncode != 0:
+            raise EncodeError(f"ffmpeg could not read the soundtrack {soundtrack}: "
+                              f"{result.stderr.decode(errors='replace').strip()[-600:]}")
+        os.replace(temp, mix)
+    finally:
+        temp.unlink(missing_ok=True)
+    length = probe(soundtrack)["duration"]
+    if length is not None and abs(length - samples / rate) > SOUNDTRACK_MISMATCH_S:
+        return [f"soundtrack {soundtrack} lasts {length:.1f} s and the recordings {samples / rate:.1f} s: "
+                f"the video follows the recordings"]
+    return []
+
+
+def measured_loudness(mix: Path, target_lufs: float, ceiling_dbtp: float) -> Loudness:
+    """Integrated loudness and true peak of a finished mix (ffmpeg's EBU R128 meter, every channel),
+    which was left as it is: no gain, no limiting."""
+    from talkstudio.audio_io import ffmpeg_exe
+
+    report = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(mix),
+                             "-af", "ebur128=peak=true", "-f", "null", "-"], capture_output=True, text=True,
+                            errors="replace").stderr
+    summary = report[report.rfind("Summary:"):]
+    integrated = re.search(r"I:\s+(-?[\d.]+) LUFS", summary)
+    peak = re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary)
+    return Loudness(target_lufs, ceiling_dbtp, 0.0, 0.0,
+                    float(integrated[1]) if integrated and integrated[1] != "-70.0" else None,
+                    float(peak[1]) if peak and peak[1] != "-inf" else None)
 
 
 def _cues(screenplay: Screenplay, tracks, regions, region_texts, rate: int) -> list[Cue]:
@@ -582,6 +612,8 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     episode = load_cast(cast_file, tracks, transcript, soundtrack)
     screenplay, detection, tracks, transcript = episode.screenplay, episode.detection, episode.tracks, episode.transcript
     rates = [audio_rate(path) for _, path in tracks]
+    if isinstance(episode.soundtrack, Path):
+        audio_rate(episode.soundtrack)  # bad input (exit 2) when it holds no audio
     entries = read_transcript(transcript, {n: screenplay.cast[n].name for n, _ in tracks}) if transcript else None
     generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
@@ -607,11 +639,18 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
         reporter.warn(warning)
     rate = screenplay.audio.sample_rate or max(rates)
     timeline = episode_timeline(screenplay, tracks, regions, aligned.region_texts, duration, rate, cache, reporter)
-    heard = soundtrack_timeline(screenplay, episode.soundtrack, tracks, timeline.samples, rate, cache, reporter)
+    heard = (recorded_soundtrack(screenplay, tracks, timeline.samples, rate, cache, reporter)
+             if episode.soundtrack == RECORDED else None)
+    mastered = isinstance(episode.soundtrack, Path)
+    write_timeline(timeline, screenplay, work_dir, heard, mix=not mastered)
     warnings = timeline.warnings + (heard.warnings if heard else [])
+    loudness = heard.loudness if heard else timeline.loudness
+    if mastered:
+        warnings += write_master(episode.soundtrack, work_dir / "mix.wav", rate, timeline.samples)
+        loudness = measured_loudness(work_dir / "mix.wav", screenplay.audio.loudness, screenplay.audio.true_peak)
+        write_cues(timeline, screenplay, work_dir, loudness)
     for warning in warnings:
         reporter.warn(warning)
-    write_timeline(timeline, screenplay, work_dir, heard)
     timings["audio"] = time.perf_counter() - clock
 
     # 5. the picture, chunk by chunk (partial movie files in the cache)
@@ -634,6 +673,6 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     manifest.record(work_dir, "podcast", cast_file, [path for _, path in tracks] + mixed
                     + ([transcript] if transcript else []) + screenplay.input_files(),
                     [], [target, *subtitles.values()], settings)
-    cues = cues_document(timeline, screenplay, heard.loudness if heard else None)
+    cues = cues_document(timeline, screenplay, loudness)
     return PodcastResult(target, work_dir, cues, regions, subtitles, len(partials),
                          len(partials) - rendered, timings, aligned.warnings + warnings)

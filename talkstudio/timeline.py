@@ -202,15 +202,15 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
 
 
 def recorded_timeline(screenplay: Screenplay, speakers: list[str], pieces: list[tuple[int, int, Clip]],
-                      cues: list[Cue], samples: int, rate: int, volume: list[float] | None = None) -> Timeline:
+                      cues: list[Cue], samples: int, rate: int) -> Timeline:
     """A timeline of recorded pieces already at their places (speaker index, start sample, clip), as one
     scene (the screenplay's first) of at least `samples`: a podcast's tracks, gated to detected speech,
-    or its soundtrack. `volume` per speaker defaults to the cast's."""
+    or the recordings whole (its soundtrack)."""
     clock = FrameClock(rate, screenplay.fps)
     frames = clock.frames_covering(samples)
     end = clock.sample_of(frames)
     scene = SceneSpan(screenplay.scenes[0].id, 0.0, end / rate, 0, end, 0, frames)
-    volume = volume or [screenplay.cast[name].voice.volume for name in speakers]
+    volume = [screenplay.cast[name].voice.volume for name in speakers]
     placed = sorted((_Placed(speaker, start, clip, volume[speaker] * clip.gain) for speaker, start, clip in pieces),
                     key=lambda p: p.start)
     return _normalised(Timeline(rate, screenplay.fps, speakers, end, cues, [scene], placed), screenplay)
@@ -268,27 +268,36 @@ def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, 
     )
 
 
-def write_timeline(timeline: Timeline, screenplay: Screenplay, out_dir: Path,
-                   soundtrack: Timeline | None = None) -> dict[str, Path]:
+def write_timeline(timeline: Timeline, screenplay: Screenplay, out_dir: Path, soundtrack: Timeline | None = None,
+                   mix: bool = True) -> dict[str, Path]:
     """tracks/<speaker>.wav, mix.wav and cues.json under `out_dir`, written block by block. The mix is
-    the sum of the tracks, or of `soundtrack`'s (a timeline as long, heard instead of the tracks)."""
+    the sum of the tracks, or of `soundtrack`'s (a timeline as long, heard instead of the tracks); with
+    `mix` False it is left to the caller."""
     out_dir = Path(out_dir)
     heard = soundtrack or timeline
     written = {speaker: out_dir / "tracks" / f"{speaker}.wav" for speaker in timeline.speakers}
-    written["mix"] = out_dir / "mix.wav"
+    if mix:
+        written["mix"] = out_dir / "mix.wav"
     with ExitStack() as stack:
-        writers = [stack.enter_context(wav_writer(written[name], timeline.rate, timeline.samples))
-                   for name in [*timeline.speakers, "mix"]]
+        writers = [stack.enter_context(wav_writer(path, timeline.rate, timeline.samples)) for path in written.values()]
         for start in range(0, timeline.samples, WRITE_BLOCK):
             end = min(start + WRITE_BLOCK, timeline.samples)
             tracks = timeline.tracks(start, end)
-            mix = (heard.tracks(start, end) if soundtrack else tracks).sum(axis=0, dtype=np.float32)
-            for writer, track in zip(writers, [*tracks, mix]):
-                writer(track)
-    written["cues"] = out_dir / "cues.json"
-    with atomic_write(written["cues"], "w") as f:
-        json.dump(cues_document(timeline, screenplay, heard.loudness), f, indent=1, ensure_ascii=False)
+            blocks = [*tracks]
+            if mix:
+                blocks.append((heard.tracks(start, end) if soundtrack else tracks).sum(axis=0, dtype=np.float32))
+            for writer, block in zip(writers, blocks):
+                writer(block)
+    written["cues"] = write_cues(timeline, screenplay, out_dir, heard.loudness)
     return written
+
+
+def write_cues(timeline: Timeline, screenplay: Screenplay, out_dir: Path, loudness: Loudness | None = None) -> Path:
+    """cues.json under `out_dir`; `loudness` is the mix's, when the mix is not the sum of the tracks."""
+    path = Path(out_dir) / "cues.json"
+    with atomic_write(path, "w") as f:
+        json.dump(cues_document(timeline, screenplay, loudness), f, indent=1, ensure_ascii=False)
+    return path
 
 
 def cues_document(timeline: Timeline, screenplay: Screenplay, loudness: Loudness | None = None) -> dict:

@@ -252,24 +252,38 @@ def test_the_video_is_heard_with_the_recordings_as_they_are_or_gated(episode):
     assert "up to date" in again.stdout
 
 
-def test_a_mixed_soundtrack_file_is_what_the_video_is_heard_with(episode):
+def test_a_mastered_soundtrack_file_is_heard_as_it_is(episode):
+    from scipy.io import wavfile
+
     folder = episode["folder"]
     rate = 22050
     t = np.arange(int(15.0 * rate)) / rate  # two seconds longer than the recordings
-    (0.2 * np.sin(2 * np.pi * 220 * t)).astype("<f4").tofile(folder / "master.f32")
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(rate), "-ac", "1",
-                    "-i", str(folder / "master.f32"), str(folder / "master.m4a")], check=True)
+    left, right = 0.2 * np.sin(2 * np.pi * 220 * t), 0.1 * np.sin(2 * np.pi * 330 * t)
+    np.stack([left, right], axis=1).astype("<f4").tofile(folder / "master.f32")
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(rate), "-ac", "2",
+                    "-i", str(folder / "master.f32"), "-sample_fmt", "s32", str(folder / "master.flac")], check=True)
     target = folder / "out" / "mastered.mp4"
-    result = _podcast(episode, "-o", target, "--soundtrack", folder / "master.m4a")
+    result = _podcast(episode, "-o", target, "--soundtrack", folder / "master.flac")
     assert result.returncode == 0, result.stderr
     told = " ".join(result.stderr.split())
     assert "lasts 15.0 s and the recordings 13.0 s: the video follows the recordings" in told
-    heard, mix_rate = _mix(target)
-    tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(len(heard)) / mix_rate)
-    middle = slice(mix_rate, len(heard) - mix_rate)  # away from the codec's edges and the fades
-    assert abs(np.corrcoef(heard[middle], tone[middle])[0, 1]) > 0.99
-    loudness = json.loads((target.with_suffix("") / "cues.json").read_text())["loudness"]
-    assert abs(loudness["integrated_lufs"] - loudness["target_lufs"]) < 0.5  # the soundtrack's loudness, measured
+    cues = json.loads((target.with_suffix("") / "cues.json").read_text())
+    mix_rate, heard = wavfile.read(target.with_suffix("") / "mix.wav")
+    assert mix_rate == cues["sample_rate"] and heard.shape == (cues["samples"], 2)  # its channels, the video's length
+    seconds = np.arange(len(heard)) / mix_rate
+    middle = slice(mix_rate, len(heard) - mix_rate)
+    for channel, (level, hz) in enumerate(((0.2, 220), (0.1, 330))):
+        expected = level * np.sin(2 * np.pi * hz * seconds)
+        assert np.abs(heard[middle, channel] - expected[middle]).max() < 1e-3  # levels untouched, only resampled
+    loudness = cues["loudness"]
+    assert loudness["gain_db"] == 0 and loudness["limited_db"] == 0 and -20 < loudness["integrated_lufs"] < -10
+    streams = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(target)], capture_output=True, text=True).stderr
+    assert "Audio: aac" in streams and "stereo" in streams
+
+
+def test_a_soundtrack_that_is_not_audio_is_bad_input(episode):
+    result = _podcast(episode, "-o", episode["folder"] / "bad.mp4", "--soundtrack", episode["cast"])
+    assert result.returncode == 2 and "no audio stream" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_missing_soundtrack_file_is_bad_input(episode):

@@ -45,8 +45,7 @@ from talkstudio.progress import Reporter
 from talkstudio.screenplay import Screenplay, screenplay_from_data
 from talkstudio.sourcemap import load_yaml
 from talkstudio.speech import Clip, store_clip
-from talkstudio.timeline import (Cue, FrameClock, Timeline, cues_document, recorded_timeline, write_cues,
-                                 write_timeline)
+from talkstudio.timeline import Cue, FrameClock, Timeline, cues_document, recorded_timeline, write_timeline
 from talkstudio.vad import RATE as VAD_RATE, WINDOW, SileroVad, VadUnavailable, model_identity
 
 PODCAST_FORMAT = 1  # bump when stored analyses or pieces change
@@ -641,14 +640,14 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     timeline = episode_timeline(screenplay, tracks, regions, aligned.region_texts, duration, rate, cache, reporter)
     heard = (recorded_soundtrack(screenplay, tracks, timeline.samples, rate, cache, reporter)
              if episode.soundtrack == RECORDED else None)
-    mastered = isinstance(episode.soundtrack, Path)
-    write_timeline(timeline, screenplay, work_dir, heard, mix=not mastered)
     warnings = timeline.warnings + (heard.warnings if heard else [])
     loudness = heard.loudness if heard else timeline.loudness
-    if mastered:
+    mastered = None
+    if isinstance(episode.soundtrack, Path):
         warnings += write_master(episode.soundtrack, work_dir / "mix.wav", rate, timeline.samples)
-        loudness = measured_loudness(work_dir / "mix.wav", screenplay.audio.loudness, screenplay.audio.true_peak)
-        write_cues(timeline, screenplay, work_dir, loudness)
+        loudness = mastered = measured_loudness(work_dir / "mix.wav", screenplay.audio.loudness,
+                                                screenplay.audio.true_peak)
+    write_timeline(timeline, screenplay, work_dir, heard, mastered)
     for warning in warnings:
         reporter.warn(warning)
     timings["audio"] = time.perf_counter() - clock

@@ -269,14 +269,14 @@ def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, 
 
 
 def write_timeline(timeline: Timeline, screenplay: Screenplay, out_dir: Path, soundtrack: Timeline | None = None,
-                   mix: bool = True) -> dict[str, Path]:
+                   mastered: Loudness | None = None) -> dict[str, Path]:
     """tracks/<speaker>.wav, mix.wav and cues.json under `out_dir`, written block by block. The mix is
     the sum of the tracks, or of `soundtrack`'s (a timeline as long, heard instead of the tracks); with
-    `mix` False it is left to the caller."""
+    `mastered` (its measured loudness) the mix is a finished file already in `out_dir`, left as it is."""
     out_dir = Path(out_dir)
     heard = soundtrack or timeline
     written = {speaker: out_dir / "tracks" / f"{speaker}.wav" for speaker in timeline.speakers}
-    if mix:
+    if mastered is None:
         written["mix"] = out_dir / "mix.wav"
     with ExitStack() as stack:
         writers = [stack.enter_context(wav_writer(path, timeline.rate, timeline.samples)) for path in written.values()]
@@ -284,20 +284,14 @@ def write_timeline(timeline: Timeline, screenplay: Screenplay, out_dir: Path, so
             end = min(start + WRITE_BLOCK, timeline.samples)
             tracks = timeline.tracks(start, end)
             blocks = [*tracks]
-            if mix:
+            if mastered is None:
                 blocks.append((heard.tracks(start, end) if soundtrack else tracks).sum(axis=0, dtype=np.float32))
             for writer, block in zip(writers, blocks):
                 writer(block)
-    written["cues"] = write_cues(timeline, screenplay, out_dir, heard.loudness)
+    written["cues"] = out_dir / "cues.json"
+    with atomic_write(written["cues"], "w") as f:
+        json.dump(cues_document(timeline, screenplay, mastered or heard.loudness), f, indent=1, ensure_ascii=False)
     return written
-
-
-def write_cues(timeline: Timeline, screenplay: Screenplay, out_dir: Path, loudness: Loudness | None = None) -> Path:
-    """cues.json under `out_dir`; `loudness` is the mix's, when the mix is not the sum of the tracks."""
-    path = Path(out_dir) / "cues.json"
-    with atomic_write(path, "w") as f:
-        json.dump(cues_document(timeline, screenplay, loudness), f, indent=1, ensure_ascii=False)
-    return path
 
 
 def cues_document(timeline: Timeline, screenplay: Screenplay, loudness: Loudness | None = None) -> dict:

@@ -23,9 +23,12 @@ from talkstudio.audio_io import ffmpeg_exe
 from talkstudio.cache import remove_abandoned_temps, temp_prefix
 
 # superfast: x264 shares two cores with the drawing, and draft renders favour speed over bytes.
-# A fixed thread count keeps the encoded bytes the same on every machine.
-VIDEO_CODEC_ARGS = ["-c:v", "libx264", "-preset", "superfast", "-crf", "20", "-pix_fmt", "yuv420p",
-                    "-profile:v", "high", "-threads", "2"]
+# A constant quantiser with keyframes coded like the other frames: every partial file starts with a
+# keyframe, and with rate control (CRF) that keyframe was quantised differently from its neighbours,
+# so the still background changed at every chunk start (a pulse every 81 frames). At one quantiser
+# still areas are coded alike in every chunk. A fixed thread count keeps the bytes the same everywhere.
+VIDEO_CODEC_ARGS = ["-c:v", "libx264", "-preset", "superfast", "-qp", "18", "-x264-params", "ipratio=1.0",
+                    "-pix_fmt", "yuv420p", "-profile:v", "high", "-threads", "2"]
 AUDIO_CODEC_ARGS = ["-c:a", "aac", "-b:a", "160k"]
 MAX_IN_FLIGHT = 2  # chunks being encoded while the next is drawn; bounds memory
 

@@ -26,6 +26,11 @@ MOUTH_LEFT, MOUTH_RIGHT, LIP_TOP, LIP_BOTTOM = 61, 291, 13, 14
 OUTER_LIP_TOP, OUTER_LIP_BOTTOM = 0, 17
 EYES = ((33, 133, 159, 145), (362, 263, 386, 374))  # (outer/inner corner, corner, top, bottom) per eye
 CHIN, NOSE_TIP = 152, 1
+# the lips' contours, image-left corner to image-right corner (the inner ones run 78 -> 308)
+INNER_LIP_TOP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+INNER_LIP_BOTTOM = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+OUTER_LIP_TOP_LINE = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+OUTER_LIP_BOTTOM_LINE = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 DETECTION_THRESHOLD = 0.5
 CROP_MARGIN = 0.6  # context around a detected box when running the mesh on the crop
 
@@ -41,6 +46,9 @@ class FaceGeometry:
     chin: tuple[float, float]
     nose: tuple[float, float]
     source: str  # "mesh", "detector" or "box"
+    # the lip contours from the mesh (inner top, inner bottom, outer top, outer bottom), each a run of
+    # points from one corner to the other; None when the face was not meshed
+    lips: tuple[tuple[tuple[float, float], ...], ...] | None = None
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -54,9 +62,11 @@ class FaceGeometry:
             return point[0] * scale + dx, point[1] * scale + dy
 
         x, y, w, h = self.box
+        lips = tuple(tuple(p(point) for point in line) for line in self.lips) if self.lips else None
         return FaceGeometry((x * scale + dx, y * scale + dy, w * scale, h * scale), (p(self.eyes[0]), p(self.eyes[1])),
                             (self.eye_size[0] * scale, self.eye_size[1] * scale), p(self.mouth),
-                            self.mouth_width * scale, self.lip_height * scale, p(self.chin), p(self.nose), self.source)
+                            self.mouth_width * scale, self.lip_height * scale, p(self.chin), p(self.nose), self.source,
+                            lips)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -83,7 +93,15 @@ def from_landmarks(points: np.ndarray) -> FaceGeometry:
         chin=tuple(map(float, points[CHIN])),
         nose=tuple(map(float, points[NOSE_TIP])),
         source="mesh",
+        lips=tuple(_run(points, line) for line in (INNER_LIP_TOP, INNER_LIP_BOTTOM, OUTER_LIP_TOP_LINE,
+                                                   OUTER_LIP_BOTTOM_LINE)),
     )
+
+
+def _run(points: np.ndarray, indices) -> tuple[tuple[float, float], ...]:
+    """Landmarks along a contour, ordered from the image-left end."""
+    run = [(float(points[i][0]), float(points[i][1])) for i in indices]
+    return tuple(run if run[0][0] <= run[-1][0] else run[::-1])
 
 
 def from_box(box: tuple[float, float, float, float], source: str = "box") -> FaceGeometry:
@@ -131,6 +149,7 @@ class _Models:
                                                                       min_detection_confidence=DETECTION_THRESHOLD)
             self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                         refine_landmarks=True, min_detection_confidence=0.3)
+            self.segmentation = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
 
 
 _models: _Models | None = None
@@ -150,7 +169,7 @@ def _models_or_none() -> _Models | None:
         return None
 
 
-FACES_VERSION = "mediapipe-0.10.21-1"
+FACES_VERSION = "mediapipe-0.10.21-2"  # 2: lip contours
 INSIGHTFACE_MODEL = "buffalo_l"
 
 
@@ -210,6 +229,31 @@ class FaceCache:
         finder = self.insightface.detect if self.insightface else detect_faces
         return self.get(image, task, lambda: finder(image))
 
+    def people(self, image: np.ndarray) -> np.ndarray | None:
+        """Where people are in the image (uint8, 255 on a person), remembered by content; None without mediapipe."""
+        import hashlib
+
+        if _models_or_none() is None:
+            return None
+        if self.cache is None:
+            return people_mask(image)
+        import cv2
+
+        from talkstudio.cache import atomic_write, content_key
+
+        key = content_key({"version": PEOPLE_VERSION, "shape": list(image.shape),
+                           "image": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()})
+        stored = self.cache.lookup("people", key, ".png")
+        if stored is not None:
+            mask = cv2.imread(str(stored), cv2.IMREAD_GRAYSCALE)
+            if mask is not None and mask.shape == image.shape[:2]:
+                return mask
+        mask = people_mask(image)
+        ok, encoded = cv2.imencode(".png", mask)
+        with atomic_write(self.cache.path("people", key, ".png")) as f:
+            f.write(encoded.tobytes())
+        return mask
+
     def get(self, image: np.ndarray, task: dict, compute) -> list[FaceGeometry]:
         if self.cache is None:
             return compute()
@@ -234,6 +278,17 @@ def _tuples(d: dict) -> dict:
         return tuple(fix(x) for x in v) if isinstance(v, list) else v
 
     return {k: fix(v) for k, v in d.items()}
+
+
+PEOPLE_VERSION = "mediapipe-selfie-0-1"
+
+
+def people_mask(image: np.ndarray) -> np.ndarray:
+    """mediapipe's selfie segmentation: uint8, 255 where a person (head, hair, shoulders) is."""
+    models = _get_models()
+    with models.lock, quiet_native_logs():
+        result = models.segmentation.process(np.ascontiguousarray(image))
+    return np.clip(result.segmentation_mask * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def detect_faces(image: np.ndarray) -> list[FaceGeometry]:

@@ -135,6 +135,8 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
         stages = []
         for scene in screenplay.scenes:
             stages.append(build_stage(screenplay, scene, cache))
+            for warning in stages[-1].warnings:
+                reporter.warn(warning)
             advance()
     write_stages(work_dir / "stages.json", screenplay, stages)
     timings["stages"] = time.perf_counter() - clock

@@ -5,11 +5,18 @@ found and bound to the on-stage characters left to right, or placed by hand
 with `faces:`), or the stage is composed from the cast portraits: one panel
 per character (1 to 4) on a background colour or image. A character without
 an image gets a portrait drawn for them.
+
+Composed stages frame people whole: the grid is chosen for the number of
+people and the video's aspect, and each portrait is cropped only outside its
+head (hair, forehead, chin and neck stay), then fitted into its cell; what
+the portrait does not fill shows the scene's background. Each character may
+move only inside their own region (their panel), and only where the person
+is (a segmentation mask), so backgrounds, borders and gutters stay still.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,6 +29,12 @@ from talkstudio.screenplay import COLOUR_PATTERN, Scene, Screenplay
 
 DEFAULT_BACKGROUND = "#1e2230"
 PANEL_GAP = 0.025  # of the shorter side, around and between panels
+HEAD_AND_SHOULDERS = 0.8  # width / height of the picture a panel is laid out for
+# around a face box (in face widths / heights): what a panel must show, and what it shows when it can
+SAFE = {"left": 0.3, "right": 0.3, "top": 0.5, "bottom": 0.3}
+PREFERRED = {"left": 0.9, "right": 0.9, "top": 0.7, "bottom": 1.0}
+SOFT_UPSCALE = 1.3  # portraits enlarged more than this are reported: their pixels do not hold the detail
+STAGE_VERSION = 2  # 2: framing keeps heads, regions and people masks
 
 
 @dataclass
@@ -29,6 +42,10 @@ class Stage:
     image: np.ndarray  # (height, width, 3) uint8 RGB at the video size
     faces: dict[str, FaceGeometry]  # on-stage character -> face, in stage pixels
     key: str  # content hash of the picture and the binding
+    # where each character may move: (x0, y0, x1, y1), their panel or the whole picture
+    regions: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    people: np.ndarray | None = None  # (height, width) uint8, 255 where a person is; None if unknown
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -47,13 +64,18 @@ def build_stage(screenplay: Screenplay, scene: Scene, cache=None) -> Stage:
     size = screenplay.video.size
     characters = on_stage(scene)
     faces_cache = FaceCache(cache, _insightface(screenplay))
+    warnings: list[str] = []
     if scene.stage is not None:
         image, faces = _given_stage(screenplay, scene, characters, size, faces_cache)
+        regions = {name: (0, 0, size[0], size[1]) for name in faces}
+        people = faces_cache.people(image)
     else:
-        image, faces = _composed_stage(screenplay, scene, characters, size, faces_cache)
-    key = content_key({"image": content_key({"pixels": _digest(image)}),
-                       "faces": {k: v.as_dict() for k, v in faces.items()}})
-    return Stage(image, faces, key)
+        image, faces, regions, people = _composed_stage(screenplay, scene, characters, size, faces_cache, warnings)
+    key = content_key({"version": STAGE_VERSION, "image": content_key({"pixels": _digest(image)}),
+                       "faces": {k: v.as_dict() for k, v in faces.items()},
+                       "regions": {k: list(v) for k, v in regions.items()},
+                       "people": None if people is None else _digest(people)})
+    return Stage(image, faces, key, regions, people, warnings)
 
 
 def _digest(image: np.ndarray) -> str:
@@ -136,16 +158,74 @@ def _overlaps(a: FaceGeometry, b: FaceGeometry) -> bool:
 
 
 def panel_rects(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Panels (x, y, w, h) for 1 to 4 characters: a row of up to three, a 2x2 grid for four."""
+    """Cells (x, y, w, h) for 1 to 4 people: the grid that shows head-and-shoulders pictures largest
+    in this frame (a row on a wide frame, a column on a tall one, 2x2 when that is larger); a short
+    last row is centred."""
     gap = round(PANEL_GAP * min(width, height))
-    columns, rows = (count, 1) if count <= 3 else (2, 2)
+
+    def fitted_area(columns: int, rows: int) -> float:
+        cell_w, cell_h = (width - gap * (columns + 1)) / columns, (height - gap * (rows + 1)) / rows
+        return min(cell_w, cell_h * HEAD_AND_SHOULDERS) * min(cell_h, cell_w / HEAD_AND_SHOULDERS)
+
+    grids = [(c, -(-count // c)) for c in range(1, count + 1)]
+    columns, rows = max(grids, key=lambda grid: (round(fitted_area(*grid)), -grid[1]))
     cell_w = (width - gap * (columns + 1)) // columns
     cell_h = (height - gap * (rows + 1)) // rows
-    return [(gap + c * (cell_w + gap), gap + r * (cell_h + gap), cell_w, cell_h)
-            for r in range(rows) for c in range(columns)][:count]
+    cells = []
+    for index in range(count):
+        row, column = divmod(index, columns)
+        in_row = min(columns, count - row * columns)
+        indent = (columns - in_row) * (cell_w + gap) // 2
+        cells.append((gap + indent + column * (cell_w + gap), gap + row * (cell_h + gap), cell_w, cell_h))
+    return cells
 
 
-def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str], size, faces_cache: FaceCache):
+def portrait_crop(image_size: tuple[int, int], face: FaceGeometry, aspect: float) -> tuple[int, int, int, int]:
+    """The part of a portrait (x0, y0, x1, y1) to show in a cell of `aspect` (width / height).
+
+    It starts from the head and shoulders around the face, grows towards the cell's shape where
+    the picture has more to show, and shrinks towards it only down to the head itself (hair,
+    chin and neck), never into it: what still differs from the cell's shape is left to the fit.
+    """
+    width, height = image_size
+    x, y, w, h = face.box
+    chin = max(face.chin[1], y + h)
+
+    def around(margins):
+        return [max(x - margins["left"] * w, 0), max(y - margins["top"] * h, 0),
+                min(x + w + margins["right"] * w, width), min(chin + margins["bottom"] * h, height)]
+
+    safe, crop = around(SAFE), around(PREFERRED)
+    cx = (safe[0] + safe[2]) / 2
+    crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
+    if crop_w < crop_h * aspect:  # too tall: show more width, else cut from the bottom, then the top
+        crop[0], crop[2] = _span(cx, min(crop_h * aspect, width), 0, width)
+        excess = crop[3] - crop[1] - (crop[2] - crop[0]) / aspect
+        if excess > 0:
+            below = min(excess, crop[3] - safe[3])
+            crop[3] -= below
+            crop[1] += min(excess - below, safe[1] - crop[1])
+    else:  # too wide: show more height (below the face first), else cut the sides towards the head
+        wanted = min(crop_w / aspect, height)
+        crop[3] = min(crop[1] + wanted, height)
+        crop[1] = max(crop[3] - wanted, 0)
+        excess = crop[2] - crop[0] - (crop[3] - crop[1]) * aspect
+        if excess > 0:
+            keep = max(crop[2] - crop[0] - excess, safe[2] - safe[0])
+            crop[0], crop[2] = _span(cx, keep, crop[0], crop[2])
+    return tuple(int(round(v)) for v in crop)
+
+
+def _span(centre: float, length: float, lo: float, hi: float) -> tuple[float, float]:
+    """An interval of `length` around `centre`, moved to lie within [lo, hi]."""
+    start = min(max(centre - length / 2, lo), hi - length)
+    return max(start, lo), min(start + length, hi)
+
+
+def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str], size, faces_cache: FaceCache,
+                    warnings: list[str]):
+    import cv2
+
     width, height = size
     if not 1 <= len(characters) <= 4:
         raise InputError(Problem(
@@ -153,13 +233,29 @@ def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str],
             file=screenplay.file,
             hint="list at most four in the scene's cast: [...], or give a stage: image holding everyone"))
     image = _background(scene.background or DEFAULT_BACKGROUND, width, height)
-    faces = {}
-    for name, (x, y, w, h) in zip(characters, panel_rects(len(characters), width, height)):
+    people = np.zeros((height, width), np.uint8)
+    known = True
+    faces, regions = {}, {}
+    for name, (cx, cy, cw, ch) in zip(characters, panel_rects(len(characters), width, height)):
         portrait, face = _portrait(screenplay, name, faces_cache)
-        panel, (scale, dx, dy) = cover(portrait, w, h, focus=face.centre)
-        image[y:y + h, x:x + w] = panel
-        faces[name] = face.transformed(scale, dx + x, dy + y)
-    return image, faces
+        x0, y0, x1, y1 = portrait_crop((portrait.shape[1], portrait.shape[0]), face, cw / ch)
+        scale = min(cw / (x1 - x0), ch / (y1 - y0))
+        pw, ph = min(round((x1 - x0) * scale), cw), min(round((y1 - y0) * scale), ch)
+        px, py = cx + (cw - pw) // 2, cy + (ch - ph) // 2
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        image[py:py + ph, px:px + pw] = cv2.resize(portrait[y0:y1, x0:x1], (pw, ph), interpolation=interpolation)
+        faces[name] = face.transformed(scale, px - x0 * scale, py - y0 * scale)
+        regions[name] = (px, py, px + pw, py + ph)
+        mask = faces_cache.people(portrait)
+        if mask is None:
+            known = False
+        else:
+            people[py:py + ph, px:px + pw] = cv2.resize(mask[y0:y1, x0:x1], (pw, ph), interpolation=cv2.INTER_LINEAR)
+        if scale > SOFT_UPSCALE:
+            warnings.append(f"{name}'s portrait is enlarged {scale:.1f}x to fill its panel in scene '{scene.id}' "
+                            f"and will look soft: give an image with the head at least {round(face.box[3] * scale)} "
+                            f"px tall, or a smaller video size")
+    return image, faces, regions, (people if known else None)
 
 
 def _background(background: str, width: int, height: int) -> np.ndarray:

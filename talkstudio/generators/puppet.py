@@ -25,12 +25,12 @@ import numpy as np
 from talkstudio.faces import FaceGeometry
 from talkstudio.generators import GENERATORS, SPEECH_LEVEL_DB, ChunkRequest
 
-VERSION = "puppet-1"
+VERSION = "puppet-2"
 
 # mouth
 OPEN_RANGE_DB = 24.0  # from closed to fully open, below a loud syllable
 LOUD_ABOVE_SPEECH_DB = 4.0  # a loud syllable's 50 ms level, above the voiced speech level
-MAX_JAW_DROP = 0.45  # of the mouth width
+MAX_JAW_DROP = 0.4  # of the mouth width
 UPPER_LIP_LIFT = 0.15  # of the jaw drop
 # eyes
 BLINK_MEAN_S, BLINK_MIN_S = 3.6, 0.8
@@ -231,71 +231,105 @@ def _nods(own: np.ndarray, others: list[np.ndarray], fps: float) -> np.ndarray:
 # --- drawing: one character's rig ---------------------------------------------------------
 
 @dataclass
+class _Lips:
+    """The mouth along the columns of a patch: where it parts and how far each column opens."""
+    x0: int  # first column of `line` and `profile`, in stage pixels
+    line: np.ndarray  # y where upper and lower lip part, per column
+    profile: np.ndarray  # 0..1: share of the jaw drop that opens this column (0 beyond the corners)
+    centre: float  # x of the mouth's middle
+    colour: np.ndarray  # the lips' own colour (RGB float)
+    skin: np.ndarray
+    was_open: bool  # the picture already shows the mouth open (teeth): no teeth are shaded in
+
+
+@dataclass
 class _Rig:
     name: str
     face: FaceGeometry
     patch: tuple[int, int, int, int]  # x0, y0, x1, y1 in the stage
     grid_x: np.ndarray  # identity map of the patch, in patch pixels
     grid_y: np.ndarray
-    head: np.ndarray  # weight of head motion per patch pixel
-    mouth: np.ndarray  # downward shift per pixel of jaw drop: the jaw and chin, and the upper lip's lift
+    head: np.ndarray  # weight of head motion per patch pixel (0 off the person and at the patch's edge)
+    jaw: np.ndarray  # downward shift per pixel of jaw drop (negative above the lip line: the upper lip lifts)
+    jaw_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in patch pixels: where `jaw` is not zero
     spread: np.ndarray  # weight of mouth widening / narrowing (times x distance from the mouth)
+    lips: _Lips
+    mouth_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in patch pixels: where the lips part
+    max_drop: float  # the largest jaw drop (pixels) that the jaw field stretches without folding
     lid_colours: tuple[tuple[int, int, int], tuple[int, int, int]]
-    interior: tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]  # cavity, teeth, tongue
 
     def draw(self, frame: np.ndarray, stage: np.ndarray, pose: Pose) -> None:
         import cv2
 
         fw = self.face.box[2]
-        drop = pose.jaw * MAX_JAW_DROP * self.face.mouth_width
-        hx, hy = pose.head[0] * fw, pose.head[1] * fw
-        hy += pose.breath * fw  # the head rides on the breath
+        drop = min(pose.jaw * MAX_JAW_DROP * self.face.mouth_width, self.max_drop)
+        hx, hy = pose.head[0] * fw, (pose.head[1] + pose.breath) * fw  # the head rides on the breath
         map_x = cv2.scaleAdd(self.head, -hx, self.grid_x)
         if abs(pose.width - 1.0) > 1e-3:
             map_x = cv2.scaleAdd(self.spread, -(pose.width - 1.0), map_x)
         map_y = cv2.scaleAdd(self.head, -hy, self.grid_y)
-        if drop > 0.05:
-            map_y = cv2.scaleAdd(self.mouth, -drop, map_y)
+        opening = drop > 0.05
+        if opening:
+            self._open_jaw(map_x, map_y, drop)
         x0, y0, x1, y1 = self.patch
-        source = np.ascontiguousarray(frame[y0:y1, x0:x1])
+        source = np.ascontiguousarray(stage[y0:y1, x0:x1])
         frame[y0:y1, x0:x1] = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if drop > 0.6:
-            self._mouth_interior(frame, drop, pose, hx, hy)
+        if opening:
+            self._cavity(frame, drop, pose.width, hx, hy)
         if pose.blink > 0.05:
             self._eyelids(frame, pose.blink, hx, hy)
 
-    def _mouth_interior(self, frame, drop, pose, hx, hy) -> None:
-        """The opening between the lips: a dark cavity, the upper teeth and the tongue, with soft edges."""
+    def _open_jaw(self, map_x: np.ndarray, map_y: np.ndarray, drop: float) -> None:
+        """Add the jaw's drop to the head's map: the jaw field is read where the head map points, so
+        the lips part exactly where the head has carried them (the field steps at the lip line)."""
         import cv2
 
-        f = self.face
-        mx, my = f.mouth[0] + hx, f.mouth[1] + hy
-        top = my - UPPER_LIP_LIFT * drop
-        half_w = 0.5 * f.mouth_width * pose.width * 0.72
-        half_h = (1 + UPPER_LIP_LIFT) * drop / 2
-        x0, y0 = int(mx - half_w) - 3, int(top) - 3
-        x1, y1 = int(mx + half_w) + 4, int(top + 2 * half_h) + 4
-        region = frame[max(y0, 0):y1, max(x0, 0):x1]
-        if region.size == 0:
+        bx0, by0, bx1, by1 = self.jaw_box
+        moved = cv2.remap(self.jaw, map_x[by0:by1, bx0:bx1], map_y[by0:by1, bx0:bx1], cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        map_y[by0:by1, bx0:bx1] -= drop * moved
+
+    def _cavity(self, frame: np.ndarray, drop: float, width: float, hx: float, hy: float) -> None:
+        """The opening between the parted lips: a dark interior in the colours of this face, lit from
+        the front (darker under the upper lip and at the corners), with soft shading for the upper
+        teeth and the tongue when it is wide open; edges anti-aliased against the lips, no outline."""
+        lips, (px0, py0, _, _) = self.lips, self.patch
+        bx0, by0, bx1, by1 = self.mouth_box
+        cols = np.arange(px0 + bx0, px0 + bx1, dtype=np.float32)
+        source_cols = lips.centre + (cols - hx - lips.centre) / width
+        index = np.clip(np.round(source_cols - lips.x0).astype(int), 0, len(lips.line) - 1)
+        profile = np.where((source_cols >= lips.x0) & (source_cols < lips.x0 + len(lips.line)),
+                           lips.profile[index], 0.0).astype(np.float32)
+        gap = drop * profile
+        top = lips.line[index] + hy - UPPER_LIP_LIFT * gap
+        bottom = top + gap
+        rows = np.arange(py0 + by0, py0 + by1, dtype=np.float32)[:, None]
+        # each pixel's share of the opening, over a footprint a little wider than the pixel (soft, as a lens is)
+        cover = np.clip((np.minimum(bottom, rows + 0.7) - np.maximum(top, rows - 0.7)) / 1.4, 0, 1)
+        if not cover.any():
             return
-        ox, oy = max(x0, 0), max(y0, 0)
-
-        def shape(cy, ax, ay, start, end):
-            mask = np.zeros(region.shape[:2], np.uint8)
-            cv2.ellipse(mask, (int(round((mx - ox) * 4)), int(round((cy - oy) * 4))),
-                        (max(int(round(ax * 4)), 1), max(int(round(ay * 4)), 1)), 0, start, end, 255, -1,
-                        cv2.LINE_AA, shift=2)
-            return mask
-
-        cavity_mask = shape(top + half_h, half_w, half_h, 0, 360)
-        cavity, teeth, tongue = self.interior
-        layers = [(cavity_mask, cavity)]
-        if half_h > 2:
-            teeth_h = min(0.6 * half_h, 0.1 * f.mouth_width)
-            layers.append((np.minimum(shape(top, half_w * 0.8, teeth_h, 0, 180), cavity_mask), teeth))
-            layers.append((np.minimum(shape(top + 2 * half_h, half_w * 0.6, half_h * 0.5, 180, 360), cavity_mask),
-                           tongue))
-        _blend(region, layers)
+        depth = np.clip((rows - top) / np.maximum(gap, 1.0), 0, 1)  # 0 under the upper lip .. 1 on the lower
+        across = np.clip(1 - profile, 0, 1)[None, :]  # 0 mid-mouth .. 1 at the corners
+        # the interior: the lips' colour in shadow, darkest under the upper lip and in the corners
+        light = (0.45 + 0.55 * np.clip(depth / 0.7, 0, 1)) * (1 - 0.5 * across)
+        colour = (lips.colour * 0.26 + 3.0) * light[..., None]
+        # a narrow parting is the lips' own shadow rather than a dark hole
+        narrow = np.clip((gap - 1.0) / 4.0, 0, 1)[None, :, None]
+        colour = colour * narrow + lips.colour * 0.55 * (1 - narrow)
+        wide = np.clip((drop - 0.1 * self.face.mouth_width) / (0.2 * self.face.mouth_width), 0, 1)
+        if wide > 0:
+            middle = np.clip(1 - 1.5 * across, 0, 1)
+            tongue = np.clip((depth - 0.5) / 0.5, 0, 1) ** 0.7 * middle
+            colour += (lips.colour * 0.62 - colour) * (0.65 * wide * tongue)[..., None]
+            teeth_colour = np.clip(0.4 * lips.skin + np.array([130.0, 126, 120]), 0, 255)
+            lower_teeth = np.clip(1 - (1 - depth) / 0.12, 0, 1) * middle
+            colour += (teeth_colour * 0.8 - colour) * (0.3 * wide * lower_teeth)[..., None]
+            if not lips.was_open:  # teeth the picture does not show already
+                upper_teeth = np.clip(1 - depth / 0.28, 0, 1) * middle
+                colour += (teeth_colour - colour) * (0.5 * wide * upper_teeth)[..., None]
+        region = frame[py0 + by0:py0 + by1, px0 + bx0:px0 + bx1]
+        alpha = cover[..., None]
+        region[:] = np.clip(region * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
 
     def _eyelids(self, frame, closed, hx, hy) -> None:
         """Lids of the skin's colour coming down over the eyes, with a soft lash line at their edge."""
@@ -340,47 +374,158 @@ def _rigs_for(stage) -> list[_Rig]:
         if key not in _rigs:
             if len(_rigs) > 32:
                 _rigs.pop(next(iter(_rigs)))
-            _rigs[key] = _make_rig(name, face, stage.image)
+            region = stage.regions.get(name, (0, 0, stage.size[0], stage.size[1]))
+            _rigs[key] = _make_rig(name, face, stage.image, region, stage.people)
         rigs.append(_rigs[key])
     return rigs
 
 
-def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray) -> _Rig:
-    height, width = stage.shape[:2]
+def _smoothstep(edge0, edge1, v):
+    t = np.clip((v - edge0) / np.maximum(edge1 - edge0, 1e-6), 0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray, region: tuple[int, int, int, int],
+              people: np.ndarray | None) -> _Rig:
     x, y, w, h = face.box
-    x0, x1 = int(max(x - 0.35 * w, 0)), int(min(x + 1.35 * w, width))
-    y0, y1 = int(max(y - 0.4 * h, 0)), int(min(face.chin[1] + 0.55 * h, height))
+    rx0, ry0, rx1, ry1 = region
+    x0, x1 = int(max(x - 0.45 * w, rx0)), int(min(x + 1.45 * w, rx1))
+    y0, y1 = int(max(y - 0.6 * h, ry0)), int(min(face.chin[1] + 0.6 * h, ry1))
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    mx, my = face.mouth
-    mw = face.mouth_width
     cx, cy = face.centre
+    chin = face.chin[1]
+    lips = _lips(face, stage, x0, x1)
+    line = np.interp(gx[0], np.arange(lips.x0, lips.x0 + len(lips.line)), lips.line).astype(np.float32)[None, :]
+    profile = np.interp(gx[0], np.arange(lips.x0, lips.x0 + len(lips.line)), lips.profile,
+                        left=0, right=0).astype(np.float32)[None, :]
+    person = _person_weight(people, (x0, y0, x1, y1), w)
+    # nothing moves at the patch's edge, so panel borders, gutters and what lies beyond stay still
+    margin = max(3.0, 0.02 * w)
+    edge = (_smoothstep(x0, x0 + margin, gx) * (1 - _smoothstep(x1 - 1 - margin, x1 - 1, gx))
+            * _smoothstep(y0, y0 + margin, gy) * (1 - _smoothstep(y1 - 1 - margin, y1 - 1, gy)))
 
-    def smoothstep(edge0, edge1, v):
-        t = np.clip((v - edge0) / (edge1 - edge0), 0, 1)
-        return t * t * (3 - 2 * t)
+    # head: the face and hair, fading out before the patch edge, and only where the person is
+    head = 1 - _smoothstep(0.7, 1.05, np.hypot((gx - cx) / (0.95 * w), (gy - cy) / (1.05 * h)))
+    head *= 1 - _smoothstep(face.chin[1] + 0.2 * h, face.chin[1] + 0.55 * h, gy)
+    head = _still_below(head * edge * person)
 
-    # head: everything around the face, fading out before the patch edge
-    head = (1 - smoothstep(0.55, 1.0, np.hypot((gx - cx) / (0.95 * w), (gy - cy) / (1.05 * h))))
-    head *= 1 - smoothstep(y1 - 0.15 * h, y1, gy)
-    chin_y = face.chin[1]
-    # jaw: the lower lip and chin move down together; the neck below stretches. The lips part
-    # sharply at the lip line, while away from the mouth the cheeks stretch over a taller band.
-    lip_gap = 0.12 * face.lip_height + 0.5
-    away = np.clip((np.abs(gx - mx) - 0.5 * mw) / (0.62 * w - 0.5 * mw), 0, 1)
-    soft = lip_gap + away ** 1.5 * 0.45 * h
-    jaw_y = smoothstep(my - 0.5 - 0.4 * soft, my + soft, gy) * (1 - smoothstep(chin_y, chin_y + 0.45 * h, gy))
-    jaw_x = 1 - smoothstep(0.62 * mw, 0.62 * w, np.abs(gx - mx))
-    jaw = jaw_y * jaw_x
-    # upper lip: lifts a little between nose and lip line
-    nose_y = face.nose[1]
-    lip = smoothstep(nose_y, my - lip_gap, gy) * (1 - smoothstep(my - 0.5, my + 0.5, gy)) * jaw_x
-    spread = (gx - mx) * np.exp(-(((gx - mx) / (0.8 * mw)) ** 2 + ((gy - my) / (0.6 * mw)) ** 2))
+    # jaw: below the lip line the lower lip drops with its share of the opening, the chin and jaw
+    # with all of it, the neck stretching below; above it the upper lip lifts a little. Across the
+    # mouth the field steps at the lip line (the lips part there); beyond the corners it is smooth.
+    # across: the jaw's width above the chin, the neck's below it (the shoulders never move)
+    off_centre = np.abs(gx - lips.centre)
+    jaw_x = 1 - _smoothstep(0.35 * w, 0.62 * w, off_centre)
+    neck_x = 1 - _smoothstep(0.16 * w, 0.3 * w, off_centre)
+    jaw_x += (neck_x - jaw_x) * _smoothstep(chin - 0.05 * h, chin + 0.1 * h, gy)
+    central = np.sqrt(profile)  # 1 mid-mouth, 0 at the corners and over the cheeks
+    ramp_from = line + central * (0.75 * face.lip_height + 1)  # the lower lip itself moves as one
+    ramp_to = chin + (1 - central) * 0.15 * h  # the cheeks stretch over a taller band
+    lower = profile + (jaw_x - profile) * _smoothstep(ramp_from, ramp_to, gy)
+    neck_end = min(chin + 0.4 * h, y1 - margin - 1)
+    lower *= 1 - _smoothstep(chin, max(neck_end, chin + 1), gy)
+    upper = profile * _smoothstep(face.nose[1], line - 0.55 * face.lip_height, gy)
+    jaw = np.where(gy >= line, (1 - UPPER_LIP_LIFT) * lower, -UPPER_LIP_LIFT * upper) * edge * person
+    jaw = np.where(np.abs(jaw) < 0.01, 0, jaw).astype(np.float32)
+    rows, cols = np.nonzero(jaw)
+    jaw_box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1) if len(rows) else (0, 0, 1, 1)
+
+    mw = face.mouth_width
+    spread = (gx - lips.centre) * np.exp(-(((gx - lips.centre) / (0.8 * mw)) ** 2 + ((gy - line) / (0.6 * mw)) ** 2))
+    spread *= edge * person
+    box = _mouth_box(lips, face, (x0, y0, x1, y1))
     lid_colours = tuple(_lid_colour(stage, face, eye) for eye in face.eyes)
-    skin = _sample(stage, (face.nose[0], (face.nose[1] + my) / 2), 0.08 * w)
-    mouth = jaw - UPPER_LIP_LIFT * lip
-    return _Rig(name, face, (x0, y0, x1, y1), gx - x0, gy - y0, head.astype(np.float32),
-                mouth.astype(np.float32), spread.astype(np.float32), lid_colours,
-                ((40, 16, 20), (214, 208, 196), tuple(int(c) for c in (np.array(skin) * [0.85, 0.45, 0.45] + [60, 10, 10]).clip(0, 255))))
+    return _Rig(name, face, (x0, y0, x1, y1), gx - x0, gy - y0, head.astype(np.float32), jaw, jaw_box,
+                spread.astype(np.float32), lips, box, _unfolded_drop(jaw, line, gy, profile > 0), lid_colours)
+
+
+def _still_below(weight: np.ndarray, floor: float = 0.01) -> np.ndarray:
+    """Weights too small to move a pixel visibly become exactly zero, so those pixels stay bit-identical."""
+    return np.where(weight < floor, 0, weight)
+
+
+def _person_weight(people: np.ndarray | None, patch, face_width: float) -> np.ndarray:
+    x0, y0, x1, y1 = patch
+    if people is None:
+        return np.ones((y1 - y0, x1 - x0), np.float32)
+    import cv2
+
+    mask = people[y0:y1, x0:x1].astype(np.float32) / 255
+    # zero from the person's outline outwards, rising to full weight a little inside it
+    return _smoothstep(0.5, 1.0, cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.07 * face_width)))
+
+
+def _unfolded_drop(jaw: np.ndarray, line: np.ndarray, gy: np.ndarray, in_span: np.ndarray) -> float:
+    """The largest drop for which every column of the jaw field still maps in order (no row shown
+    twice), away from the parting itself, which the cavity covers."""
+    slope = np.diff(jaw, axis=0)
+    parting = np.abs(gy[1:] - line) < 1.5
+    slope = np.where(parting & in_span, 0, slope)
+    steepest = float(slope.max(initial=0))
+    return 0.8 / steepest if steepest > 0 else float("inf")
+
+
+def _mouth_box(lips: _Lips, face: FaceGeometry, patch) -> tuple[int, int, int, int]:
+    """Where the lips may part, in patch pixels: the mouth's columns, from above the upper lip to
+    below the lowest the lower lip drops, with room for the head's motion."""
+    x0, y0, x1, y1 = patch
+    span = np.flatnonzero(lips.profile > 0)
+    pad = 0.06 * face.box[2] + 3
+    left = lips.x0 + (span[0] if len(span) else 0) - 0.25 * face.mouth_width - pad
+    right = lips.x0 + (span[-1] if len(span) else len(lips.line)) + 0.25 * face.mouth_width + pad
+    top = float(lips.line.min()) - face.lip_height - pad
+    bottom = float(lips.line.max()) + (1 + MAX_JAW_DROP) * face.mouth_width + pad
+    return (int(np.clip(left - x0, 0, x1 - x0)), int(np.clip(top - y0, 0, y1 - y0)),
+            int(np.clip(right - x0, 0, x1 - x0)) + 1, int(np.clip(bottom - y0, 0, y1 - y0)) + 1)
+
+
+def _lips(face: FaceGeometry, stage: np.ndarray, x0: int, x1: int) -> _Lips:
+    """The lip line and opening profile per column, and the lips' colours, from the mesh's contours
+    (or from the mouth's proportions when the face was not meshed)."""
+    inner_top, inner_bottom, outer_top, outer_bottom = face.lips or _proportional_lips(face)
+    cols = np.arange(x0, x1, dtype=np.float64)
+
+    def along(run):
+        xs, ys = np.array(run, np.float64).T
+        order = np.argsort(xs)
+        return np.interp(cols, xs[order], ys[order])
+
+    top, bottom = along(inner_top), along(inner_bottom)
+    # the lips part just above the lower lip: teeth already showing stay with the upper jaw
+    line = top + 0.75 * np.maximum(bottom - top, 0)
+    left, right = inner_top[0][0], inner_top[-1][0]
+    centre, half = (left + right) / 2, max((right - left) / 2, 1.0)
+    profile = np.clip(1 - ((cols - centre) / half) ** 2, 0, 1) ** 0.55
+    colour = _lip_colour(stage, face, outer_top, inner_top, inner_bottom, outer_bottom)
+    skin = np.array(_sample(stage, (face.nose[0], (face.nose[1] + face.mouth[1]) / 2), 0.06 * face.box[2]),
+                    np.float32)
+    opened = float(np.median(np.maximum(bottom - top, 0)[np.abs(cols - centre) < 0.4 * half]))
+    return _Lips(x0, line.astype(np.float32), profile.astype(np.float32), float(centre), colour, skin,
+                 opened > 0.08 * face.mouth_width)
+
+
+def _proportional_lips(face: FaceGeometry):
+    """Lip contours of a closed mouth from the mouth's centre, width and lip height."""
+    mx, my = face.mouth
+    half, lip = face.mouth_width / 2, face.lip_height
+    xs = mx + half * np.linspace(-1, 1, 11)
+    bulge = np.sqrt(np.clip(1 - ((xs - mx) / half) ** 2, 0, 1))
+    line = tuple((float(x), float(my)) for x in xs)
+    return (line, line, tuple((float(x), float(my - 0.45 * lip * b)) for x, b in zip(xs, bulge)),
+            tuple((float(x), float(my + 0.55 * lip * b)) for x, b in zip(xs, bulge)))
+
+
+def _lip_colour(stage, face: FaceGeometry, outer_top, inner_top, inner_bottom, outer_bottom) -> np.ndarray:
+    """The median colour of the pixels between the outer and inner contours (both lips)."""
+    import cv2
+
+    mask = np.zeros(stage.shape[:2], np.uint8)
+    for outer, inner in ((outer_top, inner_top), (outer_bottom, inner_bottom)):
+        polygon = np.array(list(outer) + list(inner)[::-1], np.float32)
+        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    pixels = stage[mask > 0]
+    if len(pixels) < 4:
+        return np.array(_sample(stage, face.mouth, 0.15 * face.mouth_width), np.float32)
+    return np.median(pixels, axis=0).astype(np.float32)
 
 
 def _sample(image, point, radius) -> tuple[int, int, int]:

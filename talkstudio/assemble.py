@@ -155,16 +155,47 @@ def _rate(fps: float) -> str:
     return f"{fraction.numerator}/{fraction.denominator}"
 
 
+class AudioEncoding:
+    """The mix encoded to AAC in a background ffmpeg while the picture is drawn, so that joining
+    the video at the end only copies streams. The file appears (atomically) when `wait` returns."""
+
+    def __init__(self, mix: Path, target: Path):
+        self.target = Path(target)
+        self.temp = self.target.with_name(f"{temp_prefix(self.target)}{threading.get_ident()}.part")
+        command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(mix),
+                   *AUDIO_CODEC_ARGS, "-f", "mp4", str(self.temp)]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+
+    def wait(self) -> Path:
+        try:
+            _, stderr = self.process.communicate()
+            if self.process.returncode != 0:
+                raise EncodeError(f"ffmpeg failed encoding the mix: {stderr.decode(errors='replace')[-600:]}")
+            os.replace(self.temp, self.target)
+            return self.target
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.temp.unlink(missing_ok=True)
+
+
 def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target: Path,
              burn_ass: Path | None = None, work_dir: Path | None = None) -> None:
-    """Join partial movie files, add the mix (AAC) and a soft subtitle track; write `target` atomically."""
+    """Join partial movie files, add the mix and a soft subtitle track; write `target` atomically.
+
+    `mix` is a WAV (encoded to AAC here) or an AAC file from `AudioEncoding` (copied)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     listing = target.with_name(f".{target.stem}.chunks.txt")
     listing.write_text("".join(f"file '{_concat_escape(p)}'\n" for p in partials))
     temp = target.with_name(f".{target.name}.part")
     inputs = ["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(mix)]
     maps = ["-map", "0:v", "-map", "1:a"]
-    codecs = ["-c:v", "copy", *AUDIO_CODEC_ARGS]
+    codecs = ["-c:v", "copy", *(["-c:a", "copy"] if Path(mix).suffix == ".m4a" else AUDIO_CODEC_ARGS)]
     env = None
     if subtitles_srt is not None:
         inputs += ["-i", str(subtitles_srt)]

@@ -41,6 +41,18 @@ class Loudness:
     true_peak_dbtp: float | None
 
 
+def preload_meter() -> None:
+    """Import the meter's libraries (pyloudnorm, scipy.signal: about a second) in a background thread,
+    so that the import overlaps work that runs in native code (speech synthesis, face finding)."""
+    import threading
+
+    def load():
+        import pyloudnorm  # noqa: F401
+        import scipy.signal  # noqa: F401
+
+    threading.Thread(target=load, name="preload-meter", daemon=True).start()
+
+
 class LoudnessMeter:
     """Integrated loudness (LUFS) of a mono signal given in consecutive blocks."""
 

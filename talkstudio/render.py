@@ -130,38 +130,52 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
 
-    # 2. build each scene's stage: the picture, and whose face is where
-    with reporter.task("stages", len(screenplay.scenes)) as advance:
-        stages = []
-        for scene in screenplay.scenes:
-            stages.append(build_stage(screenplay, scene, cache))
-            for warning in stages[-1].warnings:
+    # 2.-3. each scene's stage (the picture, whose face is where) beside speech and the timeline
+    # (tracks, mix, cues in the work folder): face finding and speech synthesis both run in native
+    # code that releases the interpreter, so the two overlap on a small machine
+    from concurrent.futures import ThreadPoolExecutor
+
+    from talkstudio.loudness import preload_meter
+
+    preload_meter()
+    with ThreadPoolExecutor(1, thread_name_prefix="stages") as pool:
+        building = pool.submit(lambda: [build_stage(screenplay, scene, cache) for scene in screenplay.scenes])
+        try:
+            audio, timeline = _speak_and_lay_out(screenplay, work_dir, cache, reporter)
+            timings["audio"] = time.perf_counter() - clock
+            stages = building.result()
+        finally:
+            building.cancel()
+    with reporter.task("stages", len(stages)) as advance:
+        for stage in stages:
+            for warning in stage.warnings:
                 reporter.warn(warning)
             advance()
     write_stages(work_dir / "stages.json", screenplay, stages)
-    timings["stages"] = time.perf_counter() - clock
+    timings["stages and audio"] = time.perf_counter() - clock
 
-    # 3. speech and the timeline (tracks, mix, cues in the work folder)
+    # 4. plan chunks, render the missing ones (partial movie files in the cache), while the mix
+    # is encoded to AAC beside them
     clock = time.perf_counter()
-    audio, timeline = _speak_and_lay_out(screenplay, work_dir, cache, reporter)
-    timings["audio"] = time.perf_counter() - clock
-
-    # 4. plan chunks, render the missing ones (partial movie files in the cache)
-    clock = time.perf_counter()
+    from talkstudio.assemble import AudioEncoding, assemble
     from talkstudio.chunks import render_chunks
 
-    partials, rendered = render_chunks(screenplay, timeline, stages, generator, cache, reporter,
-                                       frame_num=options.frame_num, seed=seed)
+    encoding = AudioEncoding(work_dir / "mix.wav", work_dir / "mix.m4a")
+    try:
+        partials, rendered = render_chunks(screenplay, timeline, stages, generator, cache, reporter,
+                                           frame_num=options.frame_num, seed=seed)
+        mix = encoding.wait()
+    finally:
+        encoding.abort()
     timings["chunks"] = time.perf_counter() - clock
 
     # 5. subtitles beside the video, then the mp4: partials joined, mix, subtitle track
     clock = time.perf_counter()
-    from talkstudio.assemble import assemble
     from talkstudio.subtitles import write_subtitles
 
     subtitles = write_subtitles(audio.cues, screenplay.video.size, target)
     with reporter.task("assemble", 1) as advance:
-        assemble(partials, work_dir / "mix.wav", subtitles["srt"], target,
+        assemble(partials, mix, subtitles["srt"], target,
                  burn_ass=subtitles["ass"] if options.burn_subtitles else None, work_dir=work_dir)
         advance()
     timings["assemble"] = time.perf_counter() - clock

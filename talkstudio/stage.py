@@ -180,14 +180,16 @@ def panel_rects(count: int, width: int, height: int) -> list[tuple[int, int, int
     return cells
 
 
-def portrait_crop(image_size: tuple[int, int], face: FaceGeometry, aspect: float) -> tuple[int, int, int, int]:
-    """The part of a portrait (x0, y0, x1, y1) to show in a cell of `aspect` (width / height).
+def portrait_crop(image_size: tuple[int, int], face: FaceGeometry, cell: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The part of a portrait (x0, y0, x1, y1) to show in a cell of `cell` (width, height) pixels.
 
     It starts from the head and shoulders around the face, grows towards the cell's shape where
     the picture has more to show, and shrinks towards it only down to the head itself (hair,
-    chin and neck), never into it: what still differs from the cell's shape is left to the fit.
+    chin and neck), never into it, and never below the cell's size (which would enlarge it):
+    what still differs from the cell's shape is left to the fit.
     """
     width, height = image_size
+    aspect = cell[0] / cell[1]
     x, y, w, h = face.box
     chin = max(face.chin[1], y + h)
 
@@ -200,7 +202,8 @@ def portrait_crop(image_size: tuple[int, int], face: FaceGeometry, aspect: float
     crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
     if crop_w < crop_h * aspect:  # too tall: show more width, else cut from the bottom, then the top
         crop[0], crop[2] = _span(cx, min(crop_h * aspect, width), 0, width)
-        excess = crop[3] - crop[1] - (crop[2] - crop[0]) / aspect
+        crop_h = crop[3] - crop[1]
+        excess = crop_h - max((crop[2] - crop[0]) / aspect, min(cell[1], crop_h))
         if excess > 0:
             below = min(excess, crop[3] - safe[3])
             crop[3] -= below
@@ -209,7 +212,8 @@ def portrait_crop(image_size: tuple[int, int], face: FaceGeometry, aspect: float
         wanted = min(crop_w / aspect, height)
         crop[3] = min(crop[1] + wanted, height)
         crop[1] = max(crop[3] - wanted, 0)
-        excess = crop[2] - crop[0] - (crop[3] - crop[1]) * aspect
+        crop_w = crop[2] - crop[0]
+        excess = crop_w - max((crop[3] - crop[1]) * aspect, min(cell[0], crop_w))
         if excess > 0:
             keep = max(crop[2] - crop[0] - excess, safe[2] - safe[0])
             crop[0], crop[2] = _span(cx, keep, crop[0], crop[2])
@@ -238,7 +242,7 @@ def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str],
     faces, regions = {}, {}
     for name, (cx, cy, cw, ch) in zip(characters, panel_rects(len(characters), width, height)):
         portrait, face = _portrait(screenplay, name, faces_cache)
-        x0, y0, x1, y1 = portrait_crop((portrait.shape[1], portrait.shape[0]), face, cw / ch)
+        x0, y0, x1, y1 = portrait_crop((portrait.shape[1], portrait.shape[0]), face, (cw, ch))
         scale = min(cw / (x1 - x0), ch / (y1 - y0))
         pw, ph = min(round((x1 - x0) * scale), cw), min(round((y1 - y0) * scale), ch)
         px, py = cx + (cw - pw) // 2, cy + (ch - ph) // 2

@@ -36,6 +36,7 @@ UPPER_LIP_LIFT = 0.15  # of the jaw drop
 BLINK_MEAN_S, BLINK_MIN_S = 3.6, 0.8
 BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S = 0.06, 0.05, 0.11
 # head motion, in face widths
+HEAD_REACH = 0.08  # the farthest sway, bob, nod and breath together carry a point
 SWAY = 0.012
 SPEAKING_BOB = 0.018
 NOD_DEPTH, NOD_S = 0.035, 0.6
@@ -246,15 +247,16 @@ class _Lips:
 class _Rig:
     name: str
     face: FaceGeometry
-    patch: tuple[int, int, int, int]  # x0, y0, x1, y1 in the stage
-    grid_x: np.ndarray  # identity map of the patch, in patch pixels
+    patch: tuple[int, int, int, int]  # x0, y0, x1, y1 in the stage: what the warp reads
+    moving: tuple[int, int, int, int]  # x0, y0, x1, y1 in the stage: the only pixels it may change
+    grid_x: np.ndarray  # identity map of `moving`, in patch pixels
     grid_y: np.ndarray
-    head: np.ndarray  # weight of head motion per patch pixel (0 off the person and at the patch's edge)
-    jaw: np.ndarray  # downward shift per pixel of jaw drop (negative above the lip line: the upper lip lifts)
-    jaw_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in patch pixels: where `jaw` is not zero
-    spread: np.ndarray  # weight of mouth widening / narrowing (times x distance from the mouth)
+    head: np.ndarray  # weight of head motion over `moving` (0 off the person and at the patch's edge)
+    spread: np.ndarray  # weight of mouth widening / narrowing over `moving` (times x distance from the mouth)
+    jaw: np.ndarray  # over the patch: downward shift per pixel of jaw drop (negative above the lip line)
+    jaw_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in `moving`'s pixels: where the jaw can reach
     lips: _Lips
-    mouth_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in patch pixels: where the lips part
+    mouth_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the stage: where the lips can part
     max_drop: float  # the largest jaw drop (pixels) that the jaw field stretches without folding
     lid_colours: tuple[tuple[int, int, int], tuple[int, int, int]]
 
@@ -262,7 +264,7 @@ class _Rig:
         import cv2
 
         fw = self.face.box[2]
-        drop = min(pose.jaw * MAX_JAW_DROP * self.face.mouth_width, self.max_drop)
+        drop = pose.jaw * self.max_drop
         hx, hy = pose.head[0] * fw, (pose.head[1] + pose.breath) * fw  # the head rides on the breath
         map_x = cv2.scaleAdd(self.head, -hx, self.grid_x)
         if abs(pose.width - 1.0) > 1e-3:
@@ -272,8 +274,9 @@ class _Rig:
         if opening:
             self._open_jaw(map_x, map_y, drop)
         x0, y0, x1, y1 = self.patch
+        mx0, my0, mx1, my1 = self.moving
         source = np.ascontiguousarray(stage[y0:y1, x0:x1])
-        frame[y0:y1, x0:x1] = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        frame[my0:my1, mx0:mx1] = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if opening:
             self._cavity(frame, drop, pose.width, hx, hy)
         if pose.blink > 0.05:
@@ -293,17 +296,28 @@ class _Rig:
         """The opening between the parted lips: a dark interior in the colours of this face, lit from
         the front (darker under the upper lip and at the corners), with soft shading for the upper
         teeth and the tongue when it is wide open; edges anti-aliased against the lips, no outline."""
-        lips, (px0, py0, _, _) = self.lips, self.patch
+        lips = self.lips
         bx0, by0, bx1, by1 = self.mouth_box
-        cols = np.arange(px0 + bx0, px0 + bx1, dtype=np.float32)
+        cols = np.arange(bx0, bx1, dtype=np.float32)
         source_cols = lips.centre + (cols - hx - lips.centre) / width
         index = np.clip(np.round(source_cols - lips.x0).astype(int), 0, len(lips.line) - 1)
         profile = np.where((source_cols >= lips.x0) & (source_cols < lips.x0 + len(lips.line)),
                            lips.profile[index], 0.0).astype(np.float32)
-        gap = drop * profile
+        gap = (drop * profile).astype(np.float32)
         top = lips.line[index] + hy - UPPER_LIP_LIFT * gap
         bottom = top + gap
-        rows = np.arange(py0 + by0, py0 + by1, dtype=np.float32)[:, None]
+        # only the rows and columns this frame's opening touches
+        open_cols = np.flatnonzero(gap > 0.05)
+        if not len(open_cols):
+            return
+        c0, c1 = open_cols[0], open_cols[-1] + 1
+        r0 = max(int(np.floor(top[c0:c1].min() - 1)), by0)
+        r1 = min(int(np.ceil(bottom[c0:c1].max() + 2)), by1)
+        if r1 <= r0:
+            return
+        profile, gap, top, bottom = profile[c0:c1], gap[c0:c1], top[c0:c1], bottom[c0:c1]
+        bx0, bx1, by0, by1 = bx0 + c0, bx0 + c1, r0, r1
+        rows = np.arange(by0, by1, dtype=np.float32)[:, None]
         # each pixel's share of the opening, over a footprint a little wider than the pixel (soft, as a lens is)
         cover = np.clip((np.minimum(bottom, rows + 0.7) - np.maximum(top, rows - 0.7)) / 1.4, 0, 1)
         if not cover.any():
@@ -327,7 +341,7 @@ class _Rig:
             if not lips.was_open:  # teeth the picture does not show already
                 upper_teeth = np.clip(1 - depth / 0.28, 0, 1) * middle
                 colour += (teeth_colour - colour) * (0.5 * wide * upper_teeth)[..., None]
-        region = frame[py0 + by0:py0 + by1, px0 + bx0:px0 + bx1]
+        region = frame[by0:by1, bx0:bx1]
         alpha = cover[..., None]
         region[:] = np.clip(region * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
 
@@ -426,16 +440,39 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray, region: tuple[in
     upper = profile * _smoothstep(face.nose[1], line - 0.55 * face.lip_height, gy)
     jaw = np.where(gy >= line, (1 - UPPER_LIP_LIFT) * lower, -UPPER_LIP_LIFT * upper) * edge * person
     jaw = np.where(np.abs(jaw) < 0.01, 0, jaw).astype(np.float32)
-    rows, cols = np.nonzero(jaw)
-    jaw_box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1) if len(rows) else (0, 0, 1, 1)
-
     mw = face.mouth_width
     spread = (gx - lips.centre) * np.exp(-(((gx - lips.centre) / (0.8 * mw)) ** 2 + ((gy - line) / (0.6 * mw)) ** 2))
     spread *= edge * person
-    box = _mouth_box(lips, face, (x0, y0, x1, y1))
+    spread = _still_below(np.abs(spread), 0.01 * mw) * np.sign(spread)
+    # the head carries the jaw: the jaw field is read up to a head's motion away from where it is set
+    reach = int(np.ceil(HEAD_REACH * w)) + 2
+    moving = _bounds((head > 0) | (spread != 0) | _grown(jaw != 0, reach))
+    if moving is None:
+        moving = (0, 0, 1, 1)
+    mx0, my0, mx1, my1 = moving
+    jaw_box = _bounds(_grown(jaw != 0, reach)[my0:my1, mx0:mx1]) or (0, 0, 0, 0)
+
+    def crop(field):
+        return np.ascontiguousarray(field[my0:my1, mx0:mx1], dtype=np.float32)
+
     lid_colours = tuple(_lid_colour(stage, face, eye) for eye in face.eyes)
-    return _Rig(name, face, (x0, y0, x1, y1), gx - x0, gy - y0, head.astype(np.float32), jaw, jaw_box,
-                spread.astype(np.float32), lips, box, _unfolded_drop(jaw, line, gy, profile > 0), lid_colours)
+    max_drop = min(_unfolded_drop(jaw, line, gy, profile > 0), MAX_JAW_DROP * mw)
+    return _Rig(name, face, (x0, y0, x1, y1), (x0 + mx0, y0 + my0, x0 + mx1, y0 + my1), crop(gx - x0),
+                crop(gy - y0), crop(head), crop(spread), jaw, jaw_box, lips,
+                _mouth_box(lips, face, max_drop, (x0, y0, x1, y1)), max_drop, lid_colours)
+
+
+def _bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.nonzero(mask)
+    if not len(rows):
+        return None
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)) > 0
 
 
 def _still_below(weight: np.ndarray, floor: float = 0.01) -> np.ndarray:
@@ -464,18 +501,19 @@ def _unfolded_drop(jaw: np.ndarray, line: np.ndarray, gy: np.ndarray, in_span: n
     return 0.8 / steepest if steepest > 0 else float("inf")
 
 
-def _mouth_box(lips: _Lips, face: FaceGeometry, patch) -> tuple[int, int, int, int]:
-    """Where the lips may part, in patch pixels: the mouth's columns, from above the upper lip to
-    below the lowest the lower lip drops, with room for the head's motion."""
+def _mouth_box(lips: _Lips, face: FaceGeometry, max_drop: float, patch) -> tuple[int, int, int, int]:
+    """Where the lips can part, in the stage: the mouth's columns and the rows from the upper lip's
+    highest lift to the lower lip's lowest drop, with room for the head's motion and mouth widening."""
     x0, y0, x1, y1 = patch
     span = np.flatnonzero(lips.profile > 0)
-    pad = 0.06 * face.box[2] + 3
-    left = lips.x0 + (span[0] if len(span) else 0) - 0.25 * face.mouth_width - pad
-    right = lips.x0 + (span[-1] if len(span) else len(lips.line)) + 0.25 * face.mouth_width + pad
-    top = float(lips.line.min()) - face.lip_height - pad
-    bottom = float(lips.line.max()) + (1 + MAX_JAW_DROP) * face.mouth_width + pad
-    return (int(np.clip(left - x0, 0, x1 - x0)), int(np.clip(top - y0, 0, y1 - y0)),
-            int(np.clip(right - x0, 0, x1 - x0)) + 1, int(np.clip(bottom - y0, 0, y1 - y0)) + 1)
+    first, last = (span[0], span[-1]) if len(span) else (0, len(lips.line) - 1)
+    pad = HEAD_REACH * face.box[2] + 2
+    left = lips.x0 + first - 0.15 * face.mouth_width - pad
+    right = lips.x0 + last + 0.15 * face.mouth_width + pad
+    top = float(lips.line[first:last + 1].min()) - UPPER_LIP_LIFT * max_drop - pad
+    bottom = float(lips.line[first:last + 1].max()) + max_drop + pad
+    return (int(np.clip(left, x0, x1)), int(np.clip(top, y0, y1)),
+            int(np.clip(right + 1, x0, x1)), int(np.clip(bottom + 1, y0, y1)))
 
 
 def _lips(face: FaceGeometry, stage: np.ndarray, x0: int, x1: int) -> _Lips:

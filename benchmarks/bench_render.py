@@ -1,10 +1,12 @@
 """Render speed, edit cost and memory of `talkstudio render` with the puppet, on this machine.
 
 Prints, each measured in this run:
-  1. real-time factor of whole renders (speech, stages, chunks, encoding, assembly) of the
-     examples and of a generated two-minute episode, at 832x480, 25 fps (target: 10x);
-  2. the render's time against encoding the same frames alone with the same encoder settings;
-  3. re-rendering after an edit in the last of three scenes, against the full render (target <= 40%);
+  0. a one-minute two-person episode with photograph portraits, median of 3 cold runs (empty
+     cache: speech, faces, picture, encoding and assembly), at 832x480, 25 fps (target: 10x);
+  1. real-time factor of whole renders of the examples and of a generated two-minute episode;
+  2. the render's time against encoding the same frames alone with the same encoder settings
+     (target: within 2x);
+  3. re-rendering after an edit in the last of three scenes, against the full render (target <= 15%);
   4. peak memory of a 1-minute and a 10-minute render (target: within 1.2x).
 Run: python benchmarks/bench_render.py [--quick]   (--quick skips the 10-minute render)
 """
@@ -30,11 +32,12 @@ SENTENCES = [
 ]
 
 
-def episode(minutes: float, scenes: int, folder: Path) -> Path:
-    """A two-host screenplay of about `minutes`, in `scenes` scenes."""
+def episode(minutes: float, scenes: int, folder: Path, portraits: tuple[Path, Path] | None = None) -> Path:
+    """A two-host screenplay of about `minutes`, in `scenes` scenes (drawn portraits unless given)."""
+    maya, theo = portraits or (ROOT / "casts/maya.png", ROOT / "casts/theo.png")
     lines_per_scene = max(int(minutes * 60 / 3.2 / scenes), 2)
-    text = ["video: {size: 832x480}", "cast:", f"  maya: {{image: {ROOT / 'casts/maya.png'}, voice: ava}}",
-            f"  theo: {{image: {ROOT / 'casts/theo.png'}, voice: dan}}", "scenes:"]
+    text = ["video: {size: 832x480}", "cast:", f"  maya: {{image: {maya}, voice: ava}}",
+            f"  theo: {{image: {theo}, voice: dan}}", "scenes:"]
     n = 0
     for s in range(scenes):
         text += [f"  - id: part-{s + 1}", "    lines:"]
@@ -42,7 +45,7 @@ def episode(minutes: float, scenes: int, folder: Path) -> Path:
             speaker = "maya" if n % 2 == 0 else "theo"
             text.append(f'      - {speaker}: "{SENTENCES[n % len(SENTENCES)]} ({n})"')
             n += 1
-    path = folder / f"episode-{minutes:g}min.yaml"
+    path = folder / f"episode-{minutes:g}min{'-photos' if portraits else ''}.yaml"
     path.write_text("\n".join(text) + "\n")
     return path
 
@@ -82,10 +85,31 @@ def encode_alone(video: Path) -> float:
     return timed(*VIDEO_CODEC_ARGS, "-f", "mp4", "/dev/null") - timed("-f", "null", "-")
 
 
+def photographs(folder: Path) -> tuple[Path, Path]:
+    """Two photograph portraits of different framing: the shipped NASA photograph, and a tight
+    mirrored crop of it (a bigger face in a smaller picture)."""
+    from PIL import Image, ImageOps
+
+    photo = Image.open(ROOT / "casts/astronaut.png").convert("RGB")
+    tight = ImageOps.mirror(photo.crop((150, 10, 450, 310))).resize((400, 400), Image.LANCZOS)
+    tight.save(folder / "tight.png")
+    return ROOT / "casts/astronaut.png", folder / "tight.png"
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        print("0. one minute, two people on photographs, 3 cold runs")
+        script = episode(1, 1, tmp, photographs(tmp))
+        runs = []
+        for run in range(3):
+            target = tmp / f"photos-{run}.mp4"
+            runs.append(render(script, target, tmp / f"cache-photos-{run}")[0])
+        video = duration_of(tmp / "photos-0.mp4")
+        median = sorted(runs)[1]
+        print(f"   {video:.1f} s of video in {', '.join(f'{r:.1f}' for r in runs)} s: median {video / median:.1f}x real time")
+
         print("1-2. whole renders, fresh cache (speech, faces, chunks, encoding, assembly)")
         jobs = sorted((ROOT / "scripts_examples").glob("*.yaml")) + [episode(2, 2, tmp)]
         for script in jobs:

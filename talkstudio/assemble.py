@@ -61,6 +61,7 @@ class FrameSink:
                    "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", _rate(fps), "-i", "-",
                    *VIDEO_CODEC_ARGS, "-an", "-f", "mp4", str(self.temp)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        _widen_pipe(self.process.stdin)
 
     def write(self, frame: np.ndarray) -> None:
         import cv2
@@ -91,6 +92,17 @@ class FrameSink:
             self.process.kill()
             self.process.wait()
         self.temp.unlink(missing_ok=True)
+
+
+def _widen_pipe(pipe) -> None:
+    """A 1 MiB pipe buffer (Linux; 64 KiB by default): the drawing can run a frame or two ahead of
+    the encoder instead of waiting on every write while x264 is busy."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
 
 
 class EncoderPool:

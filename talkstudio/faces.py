@@ -233,10 +233,8 @@ class FaceCache:
         """Where people are in the image (uint8, 255 on a person), remembered by content; None without mediapipe."""
         import hashlib
 
-        if _models_or_none() is None:
-            return None
         if self.cache is None:
-            return people_mask(image)
+            return people_mask(image) if _models_or_none() else None
         import cv2
 
         from talkstudio.cache import atomic_write, content_key
@@ -244,10 +242,12 @@ class FaceCache:
         key = content_key({"version": PEOPLE_VERSION, "shape": list(image.shape),
                            "image": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()})
         stored = self.cache.lookup("people", key, ".png")
-        if stored is not None:
+        if stored is not None:  # a mask that does not decode to the image's size is made again
             mask = cv2.imread(str(stored), cv2.IMREAD_GRAYSCALE)
             if mask is not None and mask.shape == image.shape[:2]:
                 return mask
+        if _models_or_none() is None:
+            return None
         mask = people_mask(image)
         ok, encoded = cv2.imencode(".png", mask)
         with atomic_write(self.cache.path("people", key, ".png")) as f:

@@ -29,7 +29,7 @@ from talkstudio.screenplay import COLOUR_PATTERN, Scene, Screenplay
 
 DEFAULT_BACKGROUND = "#1e2230"
 PANEL_GAP = 0.025  # of the shorter side, around and between panels
-HEAD_AND_SHOULDERS = 0.8  # width / height of the picture a panel is laid out for
+HEAD_AND_SHOULDERS = 1.0  # width / height of the picture a panel is laid out for (a video-call tile)
 # around a face box (in face widths / heights): what a panel must show, and what it shows when it can
 SAFE = {"left": 0.3, "right": 0.3, "top": 0.5, "bottom": 0.3}
 PREFERRED = {"left": 0.9, "right": 0.9, "top": 0.7, "bottom": 1.0}
@@ -208,15 +208,13 @@ def portrait_crop(image_size: tuple[int, int], face: FaceGeometry, cell: tuple[i
             below = min(excess, crop[3] - safe[3])
             crop[3] -= below
             crop[1] += min(excess - below, safe[1] - crop[1])
-    else:  # too wide: show more height (below the face first), else cut the sides towards the head
-        wanted = min(crop_w / aspect, height)
-        crop[3] = min(crop[1] + wanted, height)
-        crop[1] = max(crop[3] - wanted, 0)
-        crop_w = crop[2] - crop[0]
-        excess = crop_w - max((crop[3] - crop[1]) * aspect, min(cell[0], crop_w))
-        if excess > 0:
-            keep = max(crop[2] - crop[0] - excess, safe[2] - safe[0])
-            crop[0], crop[2] = _span(cx, keep, crop[0], crop[2])
+    else:  # too wide: cut the sides towards the head, then show more height (below the face first)
+        keep = max(crop_h * aspect, safe[2] - safe[0], min(cell[0], crop_w))
+        crop[0], crop[2] = _span(cx, min(keep, crop_w), crop[0], crop[2])
+        wanted = min((crop[2] - crop[0]) / aspect, height)
+        if wanted > crop_h:
+            crop[3] = min(crop[1] + wanted, height)
+            crop[1] = max(crop[3] - wanted, 0)
     return tuple(int(round(v)) for v in crop)
 
 

@@ -4,14 +4,18 @@ For every on-stage character the scene's own voice track drives the mouth:
 frame energy (normalised per speaker) opens the jaw, high-frequency energy
 (fricatives) holds it half-shut, and phoneme events, where the TTS gives them,
 close the lips for p/b/m, narrow them for rounded vowels and widen them for
-spread ones. The jaw is a smooth downward warp of the lower face with the
-mouth interior (teeth, tongue) drawn into the gap. On top: blinks at natural
-intervals, idle head sway and breathing, a small bob with emphasis while
-speaking, and nods while listening when someone else finishes a phrase.
+spread ones. The mouth is made of the picture itself: the lips part along the
+face mesh's lip contours (the upper lip lifts a little, the lower lip, chin and
+jaw drop, the cheeks and neck stretch), and the opening is shaded in the face's
+own colours, without an outline. On top: blinks at natural intervals, idle head
+sway and breathing, a small bob with emphasis while speaking, and nods while
+listening when someone else finishes a phrase. Every warp is zero off the
+person (the stage's people mask) and outside the character's region, so the
+background, panel borders and gutters never move.
 
 All motion is a function of the scene time, the audio and the seed, so chunks
 rendered apart join without seams and the same inputs give the same frames.
-Per frame, one `cv2.remap` of each character's patch applies every warp.
+Per frame, one `cv2.remap` of each character's moving area applies every warp.
 """
 
 from __future__ import annotations

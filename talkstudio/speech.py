@@ -8,6 +8,8 @@ not part of the key: turning a character up re-synthesises nothing.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import io
 import json
 from dataclasses import dataclass, field
@@ -60,11 +62,22 @@ def _gain_to(stored: Path, rate: int, level_db: float) -> np.float32:
     return np.float32(10 ** (level_db / 20) / level if level > 1e-6 else 1.0)
 
 
-@lru_cache(maxsize=16)  # a block of the timeline touches a few clips; more would only hold memory
+CLIPS_HELD_BYTES = 32 << 20  # the loudness passes read the timeline several times: an episode's clips
+# stay loaded between passes, a long programme's most recent 32 MiB of them (memory stays bounded)
+_held: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
+
+
 def _clip_samples(stored: Path, rate: int) -> np.ndarray:
+    key = (stored, rate)
+    if key in _held:
+        _held.move_to_end(key)
+        return _held[key]
     speech = _load_speech(stored)
     samples = resample(speech.samples, speech.rate, rate)
     samples.flags.writeable = False
+    _held[key] = samples
+    while sum(a.nbytes for a in _held.values()) > CLIPS_HELD_BYTES and len(_held) > 1:
+        _held.popitem(last=False)
     return samples
 
 

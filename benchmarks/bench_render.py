@@ -94,6 +94,17 @@ def encode_alone(video: Path) -> float:
         raw.unlink(missing_ok=True)
 
 
+def photographs(folder: Path) -> tuple[Path, Path]:
+    """Two photograph portraits of different framing: the shipped NASA photograph, and a tight
+    mirrored crop of it (a bigger face in a smaller picture)."""
+    from PIL import Image, ImageOps
+
+    photo = Image.open(ROOT / "casts/astronaut.png").convert("RGB")
+    tight = ImageOps.mirror(photo.crop((150, 10, 450, 310))).resize((400, 400), Image.LANCZOS)
+    tight.save(folder / "tight.png")
+    return ROOT / "casts/astronaut.png", folder / "tight.png"
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     with tempfile.TemporaryDirectory() as tmp:

@@ -62,8 +62,8 @@ def _gain_to(stored: Path, rate: int, level_db: float) -> np.float32:
     return np.float32(10 ** (level_db / 20) / level if level > 1e-6 else 1.0)
 
 
-CLIPS_HELD_BYTES = 32 << 20  # the loudness passes read the timeline several times: an episode's clips
-# stay loaded between passes, a long programme's most recent 32 MiB of them (memory stays bounded)
+CLIPS_HELD_BYTES = 16 << 20  # the loudness passes read the timeline several times: an episode's clips
+# stay loaded between passes, a long programme's most recent 16 MiB of them (memory stays bounded)
 _held: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -398,6 +399,10 @@ def say(
     from talkstudio.audition import cast_voice, delivery_hints, play, say as speak
     from talkstudio.cache import Cache
 
+    from talkstudio.outputs import refuse_inputs_as_outputs, require_suffix
+
+    require_suffix(output, (".wav",))
+    refuse_inputs_as_outputs([output], [script, model, reference])
     given = {"id": voice, "engine": engine, "model": model, "reference": reference, "language": language,
              "rate": rate, "pitch": pitch, "settings": _engine_settings(setting or []) or None}
     chosen, lexicon = cast_voice(script, character, {k: v for k, v in given.items() if v is not None})
@@ -519,13 +524,21 @@ def schema(
 
 
 def _log_internal_error() -> Path:
+    """The traceback in a log file: under the cache, or the temporary folder when the cache is unwritable."""
+    import tempfile
+
     from talkstudio.cache import default_cache_root
 
-    folder = default_cache_root() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / f"talkstudio-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    log.write_text(f"talkstudio {__version__}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
-    return log
+    text = f"talkstudio {__version__}\nargv: {sys.argv}\n\n{traceback.format_exc()}"
+    name = f"talkstudio-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (default_cache_root() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            return folder / name
+        except OSError:
+            continue
+    return Path(tempfile.gettempdir()) / name
 
 
 INTERRUPTED = 130
@@ -555,6 +568,12 @@ def main(argv: list[str] | None = None) -> int:
         _say_interrupted()
         return INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place that turns crashes into a log
+        from talkstudio.errors import environment_problem
+
+        problem = environment_problem(error)
+        if problem is not None:  # the machine's fault, not the program's: no log, exit 1
+            err.print(f"[red]error:[/red] {escape(problem)}", highlight=False, soft_wrap=True)
+            return 1
         log = _log_internal_error()
         err.print(f"[red]internal error:[/red] {escape(f'{type(error).__name__}: {error}')}\n"
                   f"the details are in {log}", highlight=False)

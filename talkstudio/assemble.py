@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from talkstudio.audio_io import ffmpeg_exe
-from talkstudio.cache import remove_abandoned_temps, temp_prefix
+from talkstudio.cache import remove_abandoned_temps, seal, temp_prefix
 
 # superfast: x264 shares two cores with the drawing, and draft renders favour speed over bytes.
 # A constant quantiser with keyframes coded like the other frames: every partial file starts with a
@@ -31,6 +32,7 @@ VIDEO_CODEC_ARGS = ["-c:v", "libx264", "-preset", "superfast", "-qp", "18", "-x2
                     "-pix_fmt", "yuv420p", "-profile:v", "high", "-threads", "2"]
 # the "fast" coder: 2.3x quicker than the default two-loop search, and speech at 160 kb/s needs no more
 AUDIO_CODEC_ARGS = ["-c:a", "aac", "-aac_coder", "fast", "-b:a", "160k"]
+BURN_ASS = "subtitles-burned.ass"
 MAX_IN_FLIGHT = 2  # chunks being encoded while the next is drawn; bounds memory
 
 
@@ -53,9 +55,9 @@ class FrameSink:
     limited range), which halves what goes through the pipe and spares ffmpeg the work.
     """
 
-    def __init__(self, target: Path, fps: float, size: tuple[int, int]):
+    def __init__(self, target: Path, fps: float, size: tuple[int, int], sealed: bool = False):
         width, height = size
-        self.target = Path(target)
+        self.target, self.sealed = Path(target), sealed
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.temp = self.target.with_name(f"{temp_prefix(self.target)}{threading.get_ident()}.part")
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
@@ -83,6 +85,9 @@ class FrameSink:
             self.process.wait()
             if self.process.returncode != 0:
                 raise EncodeError(f"ffmpeg failed encoding {self.target.name}: {stderr.decode(errors='replace')[-600:]}")
+            _flush(self.temp)
+            if self.sealed:
+                seal(self.target, self.temp)
             os.replace(self.temp, self.target)
             remove_abandoned_temps(self.target)
         finally:
@@ -93,6 +98,12 @@ class FrameSink:
             self.process.kill()
             self.process.wait()
         self.temp.unlink(missing_ok=True)
+
+
+def _flush(path: Path) -> None:
+    """Make a file another process wrote durable before it is renamed into place."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def _widen_pipe(pipe) -> None:
@@ -118,9 +129,9 @@ class EncoderPool:
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
 
-    def encode(self, frames: np.ndarray, target: Path) -> None:
+    def encode(self, frames: np.ndarray, target: Path, sealed: bool = False) -> None:
         """Encode a whole chunk of frames into `target`, in the background."""
-        self._start(lambda: encode_frames(frames, target, self.fps, self.size))
+        self._start(lambda: encode_frames(frames, target, self.fps, self.size, sealed))
 
     def finish(self, sink: FrameSink) -> None:
         """Close a sink whose frames are all written, in the background."""
@@ -149,9 +160,9 @@ class EncoderPool:
             raise self._errors[0]
 
 
-def encode_frames(frames, target: Path, fps: float, size: tuple[int, int]) -> None:
-    """Encode RGB frames into an H.264 file that appears only when complete."""
-    sink = FrameSink(target, fps, size)
+def encode_frames(frames, target: Path, fps: float, size: tuple[int, int], sealed: bool = False) -> None:
+    """Encode RGB frames into an H.264 file that appears only when complete (sealed: as a cache entry)."""
+    sink = FrameSink(target, fps, size, sealed)
     try:
         for frame in frames:
             sink.write(frame)
@@ -185,6 +196,7 @@ class AudioEncoding:
             _, stderr = self.process.communicate()
             if self.process.returncode != 0:
                 raise EncodeError(f"ffmpeg failed encoding the mix: {stderr.decode(errors='replace')[-600:]}")
+            _flush(self.temp)
             os.replace(self.temp, self.target)
             return self.target
         finally:
@@ -203,23 +215,30 @@ def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target
 
     `mix` is a WAV (encoded to AAC here) or an AAC file from `AudioEncoding` (copied)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    listing = target.with_name(f".{target.stem}.chunks.txt")
+    # names of this process's own: a second writer of the same target never shares them
+    listing = target.with_name(f"{temp_prefix(target)}chunks.part")
     listing.write_text("".join(f"file '{_concat_escape(p)}'\n" for p in partials))
-    temp = target.with_name(f".{target.name}.part")
-    inputs = ["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(mix)]
+    temp = target.with_name(f"{temp_prefix(target)}{threading.get_ident()}.part")
+    inputs = ["-f", "concat", "-safe", "0", "-i", str(listing.resolve()), "-i", str(Path(mix).resolve())]
     maps = ["-map", "0:v", "-map", "1:a"]
     codecs = ["-c:v", "copy", *(["-c:a", "copy"] if Path(mix).suffix == ".m4a" else AUDIO_CODEC_ARGS)]
-    env = None
+    env, cwd = None, None
     if subtitles_srt is not None:
-        inputs += ["-i", str(subtitles_srt)]
+        inputs += ["-i", str(Path(subtitles_srt).resolve())]
         maps += ["-map", "2:s"]
         codecs += ["-c:s", "mov_text", "-metadata:s:s:0", "language=eng"]
     if burn_ass is not None:
-        env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(work_dir or target.parent))}
-        codecs = [*VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={_filter_escape(burn_ass)}", *codecs[2:]]
+        # the filter reads a copy under a plain name in the work folder, run from there: any path
+        # (quotes, colons, commas) then reaches libass without filter-graph escaping
+        cwd = Path(work_dir or target.parent)
+        shutil.copyfile(burn_ass, cwd / BURN_ASS)
+        env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(cwd).resolve())}
+        codecs = [*VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={BURN_ASS}", *codecs[2:]]
     try:
-        _run([*inputs, *maps, *codecs, "-movflags", "+faststart", "-f", "mp4", str(temp)], env=env)
+        _run([*inputs, *maps, *codecs, "-movflags", "+faststart", "-f", "mp4", str(temp.resolve())], env=env, cwd=cwd)
+        _flush(temp)
         os.replace(temp, target)
+        remove_abandoned_temps(target)
     finally:
         temp.unlink(missing_ok=True)
         listing.unlink(missing_ok=True)
@@ -227,13 +246,6 @@ def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target
 
 def _concat_escape(path: Path) -> str:
     return str(Path(path).resolve()).replace("'", "'\\''")
-
-
-def _filter_escape(path: Path) -> str:
-    text = str(Path(path).resolve())
-    for char in "\\:',[];":
-        text = text.replace(char, "\\" + char)
-    return text
 
 
 def find_font_dir() -> Path | None:

@@ -5,6 +5,12 @@ the SHA-256 of a canonical JSON of everything that determines it. Writes go to
 a temporary name in the same folder and are renamed when complete, so a killed
 run never leaves a half file under a finished name; what a killed writer left
 behind is removed when the same file is next completed.
+
+Every entry is sealed when complete: its size and SHA-256 go into a `.sum` file
+beside it, written after the entry is flushed and in place. A lookup trusts an
+entry only when its seal matches (a truncated, zeroed or flipped file, or one
+whose writer died before sealing, is not found and is made again), so a damaged
+cache costs time, never a wrong video.
 """
 
 from __future__ import annotations
@@ -56,9 +62,31 @@ def file_digest(path: Path) -> str:
     return _digests[memo]
 
 
+SEAL = ".sum"
+
+
+def seal(target: Path, content: Path) -> None:
+    """Record the size and SHA-256 of `content`, about to be renamed onto the cache entry `target`, beside
+    `target`. Sealing comes first, so an entry is never visible under its name without its seal."""
+    target, content = Path(target), Path(content)
+    with atomic_write(target.with_name(target.name + SEAL), "w") as f:
+        f.write(f"{content.stat().st_size} {file_digest(content)}\n")
+
+
+def is_sealed(path: Path) -> bool:
+    """The entry is whole: its size and SHA-256 are those recorded when it was completed."""
+    path = Path(path)
+    try:
+        size, digest = path.with_name(path.name + SEAL).read_text().split()
+        return path.stat().st_size == int(size) and file_digest(path) == digest
+    except (OSError, ValueError):
+        return False
+
+
 @contextmanager
-def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside `target`; rename it onto `target` only if the block succeeds."""
+def atomic_write(target: Path, mode: str = "wb", sealed: bool = False) -> Iterator[IO]:
+    """Open a temporary file beside `target`; rename it onto `target` only if the block succeeds
+    (and, `sealed`, record its seal for cache lookups)."""
     import tempfile
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +97,8 @@ def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes files private; finished ones follow the umask
+        if sealed:
+            seal(target, Path(temp))
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -127,5 +157,6 @@ class Cache:
         return self.root / kind / key[:2] / f"{key}{suffix}"
 
     def lookup(self, kind: str, key: str, suffix: str) -> Path | None:
+        """The entry's path when it is there and whole (its seal matches), else None: make it again."""
         path = self.path(kind, key, suffix)
-        return path if self.enabled and path.is_file() else None
+        return path if self.enabled and path.is_file() and is_sealed(path) else None

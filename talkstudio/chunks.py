@@ -62,7 +62,8 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                                    "continues": previous_key})
                 path = cache.path("chunks", key, ".mp4")
                 tail_path = cache.path("chunks", key, ".tail.npy")
-                if cache.lookup("chunks", key, ".mp4") and (not info.chained or tail_path.exists()):
+                if cache.lookup("chunks", key, ".mp4") and (not info.chained
+                                                            or cache.lookup("chunks", key, ".tail.npy")):
                     tail = np.load(tail_path) if info.chained else None
                 else:
                     request = ChunkRequest(stage, window, timeline.rate, window_phonemes, timeline.fps, span.start,
@@ -78,7 +79,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                         if tail is not None:
                             _save_array(tail_path, tail)
                         encoder.encode(stitch(frames, span, info.overlap, info.motion_frames, last, previous_tail),
-                                       path)
+                                       path, sealed=True)
                     rendered += 1
                 partials.append(path)
                 previous_key, previous_tail = key, tail
@@ -89,7 +90,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
 
 def _stream(generator, request: ChunkRequest, span: ChunkSpan, path: Path, fps: float, size) -> FrameSink:
     """Frames straight from the generator into an encoder, keeping those inside the scene; the sink to close."""
-    sink = FrameSink(path, fps, size)
+    sink = FrameSink(path, fps, size, sealed=True)
     try:
         for index, frame in enumerate(generator.frames(request)):
             if span.keep_from <= index < span.keep_to:
@@ -127,5 +128,5 @@ def _checked(frames: np.ndarray, span: ChunkSpan, stage) -> np.ndarray:
 def _save_array(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array)
-    with atomic_write(path) as f:
+    with atomic_write(path, sealed=True) as f:
         f.write(buffer.getvalue())

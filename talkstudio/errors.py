@@ -53,3 +53,35 @@ class InputError(Exception):
             problems = [problems]
         self.problems = list(problems)
         super().__init__("\n".join(p.render() for p in self.problems))
+
+
+# what an operating-system error means for someone running talkstudio, when it is about their machine
+# (space, permissions, a file where a folder should be) rather than about the program
+_ENVIRONMENT = {
+    "ENOSPC": ("the disk is full", "free some space (the cache keeps what was finished) and run it again"),
+    "EDQUOT": ("the disk quota is used up", "free some space and run it again"),
+    "EROFS": ("the file system is read-only", "choose a writable -o / --cache"),
+    "EACCES": ("permission denied", "choose a folder you can write to (-o, --cache) or fix its permissions"),
+    "EPERM": ("operation not permitted", "choose a folder you can write to (-o, --cache)"),
+    "ENOTDIR": ("a file is where a folder should be", "remove that file or choose another path"),
+    "EEXIST": ("a file is where a folder should be", "remove that file or choose another path"),
+}
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def environment_problem(error: BaseException) -> str | None:
+    """A one-paragraph explanation when `error` is a fault of the machine (disk full, read-only,
+    permissions), naming what and where; None for anything else."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno is not None:
+        name = errno.errorcode.get(error.errno)
+        if name in _ENVIRONMENT:
+            what, fix = _ENVIRONMENT[name]
+            where = error.filename or ""
+            return f"{what}{f': {where}' if where else ''}\n    fix: {fix}"
+    text = str(error)
+    if any(words in text for words in _DISK_FULL_WORDS):
+        what, fix = _ENVIRONMENT["ENOSPC"]
+        return f"{what} (while encoding: {text.strip().splitlines()[-1][:200]})\n    fix: {fix}"
+    return None

@@ -250,7 +250,7 @@ class FaceCache:
             return None
         mask = people_mask(image)
         ok, encoded = cv2.imencode(".png", mask)
-        with atomic_write(self.cache.path("people", key, ".png")) as f:
+        with atomic_write(self.cache.path("people", key, ".png"), sealed=True) as f:
             f.write(encoded.tobytes())
         return mask
 
@@ -268,7 +268,7 @@ class FaceCache:
         if stored is not None:
             return [FaceGeometry(**_tuples(d)) for d in json.loads(stored.read_text())]
         faces = compute()
-        with atomic_write(self.cache.path("faces", key, ".json"), "w") as f:
+        with atomic_write(self.cache.path("faces", key, ".json"), "w", sealed=True) as f:
             json.dump([face.as_dict() for face in faces], f)
         return faces
 

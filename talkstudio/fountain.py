@@ -233,11 +233,29 @@ class ImportResult:
 CAST_FILE_KEYS = {"title", "video", "voice", "audio", "timing", "lexicon", "cast"}
 
 
+IMPORT_HEADER = "# imported from "
+
+
+def _imported_before(path: Path) -> bool:
+    """The file is an earlier import's output (its first line says so), which importing again replaces."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().startswith(IMPORT_HEADER)
+    except OSError:
+        return False
+
+
 def import_fountain(script: Path, cast_file: Path, output: Path) -> ImportResult:
     """Cast a Fountain script from a cast file and write it as a screenplay that load_screenplay accepts."""
+    from talkstudio.outputs import refuse_inputs_as_outputs, require_suffix
     from talkstudio.screenplay import load_screenplay
     from talkstudio.sourcemap import load_yaml
 
+    refuse_inputs_as_outputs([output], [script, cast_file])
+    require_suffix(output, (".yaml", ".yml"))
+    if output.exists() and not _imported_before(output):
+        raise InputError(Problem(f"{output} exists and was not written by `talkstudio import`: importing would "
+                                 "replace it", hint="choose another -o, or move that file away"))
     parsed = parse_fountain(_read_text(script))
     cast_doc, source = load_yaml(cast_file)
     _check_cast_file(cast_doc, source, cast_file)
@@ -246,7 +264,7 @@ def import_fountain(script: Path, cast_file: Path, output: Path) -> ImportResult
                 for s in parsed.scenes if not s.speeches]
     document = _screenplay_document(parsed, cast_doc, speakers, cast_file.parent, output.parent, script)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(f"# imported from {script.name} by `talkstudio import`, cast from {cast_file.name}\n"
+    output.write_text(f"{IMPORT_HEADER}{script.name} by `talkstudio import`, cast from {cast_file.name}\n"
                       + yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100),
                       encoding="utf-8")
     try:

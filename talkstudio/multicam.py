@@ -497,7 +497,9 @@ def _mux(picture: Path, source: Path, target: Path) -> None:
     from talkstudio.assemble import EncodeError
     from talkstudio.audio_io import ffmpeg_exe
 
-    temp = target.with_name(f".{target.name}.part")
+    from talkstudio.cache import temp_prefix
+
+    temp = target.with_name(f"{temp_prefix(target)}mux.part")
     result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(picture),
                              "-i", str(source), "-map", "0:v", "-map", "1:a?", "-map", "1:s?", "-c", "copy",
                              "-movflags", "+faststart", "-f", "mp4", str(temp)], capture_output=True, check=False)
@@ -533,9 +535,11 @@ def edit_video(video: Path, target: Path | None = None, edl: Path | None = None,
     video = Path(video)
     programme = load_programme(video)
     target = Path(target) if target else default_cut(video)
-    if target.resolve() == video.resolve():
-        raise InputError(Problem("the cut would replace the video it is cut from", file=target,
-                                 hint="choose another -o"))
+    from talkstudio.outputs import refuse_inputs_as_outputs, require_suffix
+
+    require_suffix(target, (".mp4",))
+    folder = video.with_suffix("")
+    refuse_inputs_as_outputs([target], [video, edl, default_edl(video), folder / "cues.json", folder / "stages.json"])
     if edl is not None:
         shots, decided = read_edl(edl, programme), False
     else:

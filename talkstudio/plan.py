@@ -29,9 +29,13 @@ class ChunkSpan:
         return range(self.start + self.keep_from, self.start + self.keep_to)
 
 
+MAX_FRAME_NUM = 1001  # a window's frames are held at once by non-streaming backends
+
+
 def check_frame_num(frame_num: int, motion_frames: int) -> None:
-    if frame_num < 5 or (frame_num - 1) % 4:
-        raise InputError(Problem(f"chunk length {frame_num} is not of the form 4n+1 (5, 9, ..., 81, ...)",
+    if frame_num < 5 or (frame_num - 1) % 4 or frame_num > MAX_FRAME_NUM:
+        raise InputError(Problem(f"chunk length {frame_num} is not of the form 4n+1 (5, 9, ..., 81, ..., "
+                                 f"{MAX_FRAME_NUM})",
                                  hint="use --frame-num 81 or another 4n+1 number"))
     if motion_frames >= frame_num:
         raise InputError(Problem(f"chunk length {frame_num} must exceed the {motion_frames} carried motion frames",
@@ -56,5 +60,5 @@ def plan_scene(scene: str, frames: int, frame_num: int, motion_frames: int) -> l
 def scene_plans(screenplay, timeline, info: GeneratorInfo, frame_num: int | None = None) -> list[list[ChunkSpan]]:
     """Each scene's windows, from the timeline's scene lengths in frames."""
     motion = info.motion_frames if info.chained else 0
-    return [plan_scene(scene.id, span.end_frame - span.start_frame, frame_num or info.frame_num, motion)
+    return [plan_scene(scene.id, span.end_frame - span.start_frame, info.frame_num if frame_num is None else frame_num, motion)
             for scene, span in zip(screenplay.scenes, timeline.scenes)]

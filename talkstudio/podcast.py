@@ -280,7 +280,7 @@ def analyse(path: Path, cache: Cache) -> Analysis:
     analysis = _analyse_stream(path)
     buffer = io.BytesIO()
     np.savez(buffer, probabilities=analysis.probabilities, levels=analysis.levels, samples=np.int64(analysis.samples))
-    with atomic_write(cache.path("vad", key, ".npz")) as f:
+    with atomic_write(cache.path("vad", key, ".npz"), sealed=True) as f:
         f.write(buffer.getvalue())
     return analysis
 
@@ -588,6 +588,7 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     from talkstudio.assemble import assemble
     from talkstudio.chunks import render_chunks
     from talkstudio.generators import GENERATORS, get_generator
+    from talkstudio.outputs import claim_folder, output_lock, refuse_inputs_as_outputs, require_suffix
     from talkstudio.render import RenderOptions, check_output_folder, load_generator, render_settings, write_stages
     from talkstudio.stage import build_stage
     from talkstudio.subtitles import write_subtitles
@@ -597,13 +598,15 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     target = Path(target)
     work_dir = target.with_suffix("")
     check_output_folder(work_dir)
+    require_suffix(target, (".mp4",))
     timings, clock = {}, time.perf_counter()
     settings = {**render_settings(options), "tracks": [[name, str(Path(path).resolve())] for name, path in tracks],
                 "transcript": str(Path(transcript).resolve()) if transcript else None, "vad": _vad_identity(),
                 "soundtrack": soundtrack if soundtrack in (None, RECORDED, GATED) else str(Path(soundtrack).resolve())}
 
     # 0. nothing to do when the video was made from exactly these recordings, cast file and settings
-    if cache.enabled and target.exists() and manifest.up_to_date(work_dir, "podcast", cast_file, settings):
+    if (cache.enabled and target.exists() and (work_dir / "cues.json").is_file()
+            and manifest.up_to_date(work_dir, "podcast", cast_file, settings)):
         reporter.info(f"{target}: up to date (inputs unchanged); --no-cache redoes it")
         return _finished_podcast(target, work_dir)
 
@@ -621,57 +624,63 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     except VadUnavailable as error:
         raise InputError(Problem(str(error))) from None
 
-    # 2. the stage: the hosts' picture, and whose face is where
-    stage = build_stage(screenplay, screenplay.scenes[0], cache)
-    write_stages(work_dir / "stages.json", screenplay, [stage])
-    timings["stages"] = time.perf_counter() - clock
+    inputs = [cast_file, *(path for _, path in tracks), transcript,
+              episode.soundtrack if isinstance(episode.soundtrack, Path) else None, *screenplay.input_files()]
+    refuse_inputs_as_outputs([target, work_dir, *(target.with_suffix(f".{k}") for k in ("srt", "vtt", "ass"))],
+                             inputs)
+    claim_folder(work_dir, "podcast", inputs)
+    with output_lock(work_dir, target):
+        # 2. the stage: the hosts' picture, and whose face is where
+        stage = build_stage(screenplay, screenplay.scenes[0], cache)
+        write_stages(work_dir / "stages.json", screenplay, [stage])
+        timings["stages"] = time.perf_counter() - clock
 
-    # 3. who speaks when, each track's bleed given back to its source
-    clock = time.perf_counter()
-    regions, duration = detect_speech(tracks, detection, cache, reporter)
-    timings["detection"] = time.perf_counter() - clock
+        # 3. who speaks when, each track's bleed given back to its source
+        clock = time.perf_counter()
+        regions, duration = detect_speech(tracks, detection, cache, reporter)
+        timings["detection"] = time.perf_counter() - clock
 
-    # 4. the transcript over the regions; the gated tracks, mix and cues
-    clock = time.perf_counter()
-    aligned = align(entries, regions) if entries else Alignment({n: [""] * len(r) for n, r in regions.items()}, [])
-    for warning in aligned.warnings:
-        reporter.warn(warning)
-    rate = screenplay.audio.sample_rate or max(rates)
-    timeline = episode_timeline(screenplay, tracks, regions, aligned.region_texts, duration, rate, cache, reporter)
-    heard = (recorded_soundtrack(screenplay, tracks, timeline.samples, rate, cache, reporter)
-             if episode.soundtrack == RECORDED else None)
-    warnings = timeline.warnings + (heard.warnings if heard else [])
-    loudness = heard.loudness if heard else timeline.loudness
-    mastered = None
-    if isinstance(episode.soundtrack, Path):
-        warnings += write_master(episode.soundtrack, work_dir / "mix.wav", rate, timeline.samples)
-        loudness = mastered = measured_loudness(work_dir / "mix.wav", screenplay.audio.loudness,
-                                                screenplay.audio.true_peak)
-    write_timeline(timeline, screenplay, work_dir, heard, mastered)
-    for warning in warnings:
-        reporter.warn(warning)
-    timings["audio"] = time.perf_counter() - clock
+        # 4. the transcript over the regions; the gated tracks, mix and cues
+        clock = time.perf_counter()
+        aligned = align(entries, regions) if entries else Alignment({n: [""] * len(r) for n, r in regions.items()}, [])
+        for warning in aligned.warnings:
+            reporter.warn(warning)
+        rate = screenplay.audio.sample_rate or max(rates)
+        timeline = episode_timeline(screenplay, tracks, regions, aligned.region_texts, duration, rate, cache, reporter)
+        heard = (recorded_soundtrack(screenplay, tracks, timeline.samples, rate, cache, reporter)
+                 if episode.soundtrack == RECORDED else None)
+        warnings = timeline.warnings + (heard.warnings if heard else [])
+        loudness = heard.loudness if heard else timeline.loudness
+        mastered = None
+        if isinstance(episode.soundtrack, Path):
+            warnings += write_master(episode.soundtrack, work_dir / "mix.wav", rate, timeline.samples)
+            loudness = mastered = measured_loudness(work_dir / "mix.wav", screenplay.audio.loudness,
+                                                    screenplay.audio.true_peak)
+        write_timeline(timeline, screenplay, work_dir, heard, mastered)
+        for warning in warnings:
+            reporter.warn(warning)
+        timings["audio"] = time.perf_counter() - clock
 
-    # 5. the picture, chunk by chunk (partial movie files in the cache)
-    clock = time.perf_counter()
-    partials, rendered = render_chunks(screenplay, timeline, [stage], generator, cache, reporter,
-                                       frame_num=options.frame_num, seed=seed)
-    timings["chunks"] = time.perf_counter() - clock
+        # 5. the picture, chunk by chunk (partial movie files in the cache)
+        clock = time.perf_counter()
+        partials, rendered = render_chunks(screenplay, timeline, [stage], generator, cache, reporter,
+                                           frame_num=options.frame_num, seed=seed)
+        timings["chunks"] = time.perf_counter() - clock
 
-    # 6. subtitles (only from a transcript), then the mp4
-    clock = time.perf_counter()
-    speakers = [{"id": name, "name": screenplay.cast[name].name} for name, _ in tracks]
-    subtitles = (write_subtitles({"speakers": speakers, "cues": aligned.subtitles}, screenplay.video.size, target)
-                 if entries else {})
-    with reporter.task("assemble", 1) as advance:
-        assemble(partials, work_dir / "mix.wav", subtitles.get("srt"), target,
-                 burn_ass=subtitles.get("ass") if options.burn_subtitles else None, work_dir=work_dir)
-        advance()
-    timings["assemble"] = time.perf_counter() - clock
-    mixed = [episode.soundtrack] if isinstance(episode.soundtrack, Path) else []
-    manifest.record(work_dir, "podcast", cast_file, [path for _, path in tracks] + mixed
-                    + ([transcript] if transcript else []) + screenplay.input_files(),
-                    [], [target, *subtitles.values()], settings)
-    cues = cues_document(timeline, screenplay, loudness)
-    return PodcastResult(target, work_dir, cues, regions, subtitles, len(partials),
-                         len(partials) - rendered, timings, aligned.warnings + warnings)
+        # 6. subtitles (only from a transcript), then the mp4
+        clock = time.perf_counter()
+        speakers = [{"id": name, "name": screenplay.cast[name].name} for name, _ in tracks]
+        subtitles = (write_subtitles({"speakers": speakers, "cues": aligned.subtitles}, screenplay.video.size, target)
+                     if entries else {})
+        with reporter.task("assemble", 1) as advance:
+            assemble(partials, work_dir / "mix.wav", subtitles.get("srt"), target,
+                     burn_ass=subtitles.get("ass") if options.burn_subtitles else None, work_dir=work_dir)
+            advance()
+        timings["assemble"] = time.perf_counter() - clock
+        mixed = [episode.soundtrack] if isinstance(episode.soundtrack, Path) else []
+        manifest.record(work_dir, "podcast", cast_file, [path for _, path in tracks] + mixed
+                        + ([transcript] if transcript else []) + screenplay.input_files(),
+                        [], [target, *subtitles.values()], settings)
+        cues = cues_document(timeline, screenplay, loudness)
+        return PodcastResult(target, work_dir, cues, regions, subtitles, len(partials),
+                             len(partials) - rendered, timings, aligned.warnings + warnings)

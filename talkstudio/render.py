@@ -58,21 +58,39 @@ def check_output_folder(folder: Path) -> None:
                                  hint="choose another -o, or remove the file"))
 
 
+def screenplay_inputs(screenplay) -> list[Path]:
+    """Every file a render reads that belongs to the user: never an output."""
+    return [screenplay.file, *screenplay.input_files()]
+
+
 def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) -> AudioResult:
     out_dir = Path(out_dir)
     check_output_folder(out_dir)
     # 0. nothing to do when the outputs were made from exactly these inputs
     if cache.enabled and manifest.up_to_date(out_dir, "audio", script):
-        reporter.info(f"{out_dir}: up to date (inputs unchanged); --no-cache redoes it")
-        return AudioResult(out_dir, json.loads((out_dir / "cues.json").read_text()), up_to_date=True)
+        cues = _read_cues(out_dir)
+        if cues is not None:
+            reporter.info(f"{out_dir}: up to date (inputs unchanged); --no-cache redoes it")
+            return AudioResult(out_dir, cues, up_to_date=True)
 
+    from talkstudio.outputs import claim_folder, output_lock
     from talkstudio.screenplay import load_screenplay
 
-    # 1. parse and check everything before any work starts
+    # 1. parse and check everything before any work starts; the folder must be ours to write
     screenplay = load_screenplay(script)
+    claim_folder(out_dir, "audio", screenplay_inputs(screenplay))
     # 2.-4. speech, timeline, files
-    result, _ = _speak_and_lay_out(screenplay, out_dir, cache, reporter)
+    with output_lock(out_dir, out_dir):
+        result, _ = _speak_and_lay_out(screenplay, out_dir, cache, reporter)
     return result
+
+
+def _read_cues(folder: Path) -> dict | None:
+    """The cues.json of an output folder, or None when it is missing or unreadable (then it is made again)."""
+    try:
+        return json.loads((folder / "cues.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _speak_and_lay_out(screenplay, out_dir: Path, cache: Cache, reporter: Reporter):
@@ -109,24 +127,39 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     target = Path(target)
     work_dir = target.with_suffix("")
     check_output_folder(work_dir)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
     settings = render_settings(options)
     subtitle_paths = {kind: target.with_suffix(f".{kind}") for kind in ("srt", "vtt", "ass")}
 
+    from talkstudio.outputs import claim_folder, output_lock, refuse_inputs_as_outputs, require_suffix
+
+    require_suffix(target, (".mp4",))
     # 0. nothing to do when the video was made from exactly these inputs and settings
     if video_up_to_date(script, target, cache, options):
-        reporter.info(f"{target}: up to date (inputs unchanged); --no-cache redoes it")
-        cues = json.loads((work_dir / "cues.json").read_text())
-        return VideoResult(target, work_dir, subtitle_paths, AudioResult(work_dir, cues, up_to_date=True),
-                           up_to_date=True)
+        cues = _read_cues(work_dir)
+        if cues is not None:
+            reporter.info(f"{target}: up to date (inputs unchanged); --no-cache redoes it")
+            return VideoResult(target, work_dir, subtitle_paths, AudioResult(work_dir, cues, up_to_date=True),
+                               up_to_date=True)
 
-    from talkstudio.generators import GENERATORS, get_generator
     from talkstudio.screenplay import load_screenplay
+
+    # 1. parse and check everything before any work starts: no output may be an input, and the
+    # work folder must be ours; one run at a time writes this output
+    screenplay = load_screenplay(script)
+    inputs = screenplay_inputs(screenplay)
+    refuse_inputs_as_outputs([target, *subtitle_paths.values(), work_dir], inputs)
+    claim_folder(work_dir, "render", inputs)
+    with output_lock(work_dir, target):
+        return _render_video(screenplay, target, work_dir, subtitle_paths, cache, reporter, options, settings)
+
+
+def _render_video(screenplay, target: Path, work_dir: Path, subtitle_paths: dict, cache: Cache, reporter: Reporter,
+                  options: RenderOptions, settings: dict) -> VideoResult:
+    from talkstudio.generators import GENERATORS, get_generator
     from talkstudio.stage import build_stage
 
-    # 1. parse and check everything before any work starts
-    screenplay = load_screenplay(script)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
 
@@ -256,6 +289,10 @@ def load_generator(screenplay, options: RenderOptions, known: dict, get_generato
         raise InputError(Problem(f"unknown backend '{name}'", hint=f"backends: {', '.join(known)}"))
     info = known[name]
     _check_people(screenplay, info)
+    if options.frame_num is not None:
+        from talkstudio.plan import check_frame_num
+
+        check_frame_num(options.frame_num, info.motion_frames)
     try:
         settings = info.parse_options({**screenplay.video.options, **options.backend_options})
     except ValueError as error:

@@ -101,7 +101,7 @@ class FaceSettings(_Model):
 
 class Video(_Model):
     size: Size = (832, 480)
-    fps: float | None = Field(None, gt=0, le=120, strict=True, description="frame rate; default: the backend's own")
+    fps: float | None = Field(None, ge=1, le=120, strict=True, description="frame rate; default: the backend's own")
     backend: str = Field(DEFAULT_GENERATOR, description="generator: " + ", ".join(GENERATORS))
     seed: int = Field(0, ge=0, le=2**31 - 1, strict=True, description="seed for everything random in the picture")
     faces: FaceSettings = Field(default_factory=FaceSettings, description="how faces are found in images")
@@ -441,6 +441,10 @@ class _Checker:
         if s.video.faces.insightface_root is not None:
             s.video.faces.insightface_root = self._file(("video", "faces", "insightface_root"),
                                                         s.video.faces.insightface_root, "model", folder_ok=True)
+        for word in s.lexicon:
+            if not any(c.isalnum() for c in word):
+                self.fail(("lexicon", word), f"the lexicon entry '{word}' has no word to match",
+                          "give a word (or name) and how to say it, e.g. NASA: nasa", prefer_key=True)
         self._check_cast()
         self._check_scenes()
         if self.problems:
@@ -553,6 +557,9 @@ class _Checker:
         elif resolved.is_dir():
             if not folder_ok:
                 self.fail(path, f"{kind} path {shown} is a folder, not a file")
+        elif not folder_ok and not resolved.is_file():  # reading a pipe or a device would wait forever
+            self.fail(path, f"{kind} path {shown} is not a regular file (a pipe, socket or device)",
+                      "point it at a file")
         elif not os.access(resolved, os.R_OK):
             self.fail(path, f"{kind} file {shown} cannot be read", "check its permissions")
         else:
@@ -570,7 +577,7 @@ def _content_problem(file: Path, kind: str) -> str | None:
         return f"cannot be read ({e.strerror})"
     if kind == "image":
         if head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-            return None
+            return _image_size_problem(file)
         return "is not a PNG, JPEG, WebP, GIF or BMP image"
     if kind == "audio":
         if not head:
@@ -580,6 +587,30 @@ def _content_problem(file: Path, kind: str) -> str | None:
         if head[:4] == b"RIFF" or file.suffix.lower() in AUDIO_SUFFIXES:
             return None
         return f"is not a recognised audio file ({', '.join(sorted(AUDIO_SUFFIXES))})"
+    return None
+
+
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def _image_size_problem(file: Path) -> str | None:
+    """Images too large to decode (or claiming to be: a decompression bomb), read from the header only."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as opened:
+                width, height = opened.size
+    except Image.DecompressionBombError:
+        return f"claims more pixels than can be decoded safely (over {MAX_IMAGE_PIXELS // 1_000_000} megapixels)"
+    except (OSError, ValueError):
+        return None  # a damaged image is reported when it is loaded, with what the decoder says
+    if width * height > MAX_IMAGE_PIXELS:
+        return (f"is {width}x{height} pixels, over {MAX_IMAGE_PIXELS // 1_000_000} megapixels: "
+                "scale it down (a portrait needs about 1000x1000)")
     return None
 
 

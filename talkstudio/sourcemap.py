@@ -17,6 +17,11 @@ import yaml
 from talkstudio.errors import InputError, Problem
 
 Path_ = tuple  # a data path: str keys and int indices
+# bounds checked before and while building, so a hostile or broken file is refused instead of
+# exhausting memory (aliases that expand exponentially) or the stack (deep nesting)
+MAX_BYTES = 8 << 20
+MAX_DEPTH = 64
+MAX_VALUES = 200_000
 
 
 @dataclass
@@ -64,8 +69,16 @@ class _Builder:
         self.source = source
         self.loader = yaml.SafeLoader("")
         self.problems: list[Problem] = []
+        self.built = 0
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.built += 1
+        if len(path) > MAX_DEPTH or self.built > MAX_VALUES:
+            line, column = _position(node.start_mark)
+            too = (f"nested more than {MAX_DEPTH} levels deep" if len(path) > MAX_DEPTH
+                   else f"more than {MAX_VALUES} values once its aliases (*name) are expanded")
+            raise InputError(Problem(f"the YAML is {too}", self.source.file, line, column,
+                                     hint="a screenplay needs neither; check the aliases and brackets here"))
         self.source.values[path] = _position(node.start_mark)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
@@ -74,7 +87,19 @@ class _Builder:
         value = self.loader.construct_object(node, deep=True)
         if not isinstance(value, str) and value is not None:
             self.source.raw[path] = node.value
+        elif isinstance(value, str):
+            self._check_characters(value, node, path)
         return value
+
+    def _check_characters(self, text: str, node: yaml.Node, path: Path_) -> None:
+        """Control characters (NUL, escapes) and lone surrogates cannot be spoken, shown or written out."""
+        bad = next((c for c in text if (ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127
+                    or 0xD800 <= ord(c) <= 0xDFFF), None)
+        if bad is not None:
+            line, column = _position(node.start_mark)
+            self.problems.append(Problem(f"holds the control character U+{ord(bad):04X}, which cannot be spoken "
+                                         f"or shown", self.source.file, line, column, dotted(path) or None,
+                                         hint="remove it (an escape such as \\0 or \\x1b inside double quotes)"))
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict:
         self.loader.flatten_mapping(node)
@@ -118,12 +143,18 @@ def load_yaml(file: Path) -> tuple[Any, SourceMap]:
 
 def parse_yaml(text: str, file: Path) -> tuple[Any, SourceMap]:
     source = SourceMap(file=file)
+    if len(text) > MAX_BYTES:
+        raise InputError(Problem(f"is {len(text) // (1 << 20)} MiB: more than a screenplay can be "
+                                 f"({MAX_BYTES >> 20} MiB)", file=file, hint="split it into episodes"))
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as e:
         raise InputError(_yaml_problem(e, file)) from None
     except yaml.YAMLError as e:
         raise InputError(Problem(f"not valid YAML: {e}", file=file)) from None
+    except RecursionError:
+        raise InputError(Problem(f"the YAML is nested too deeply (brackets or indentation thousands of levels "
+                                 f"deep)", file=file, hint="a screenplay needs at most a few levels")) from None
     if len(nodes) > 1:
         raise InputError(Problem("holds more than one YAML document (a line with '---')", file=file,
                                  hint="keep one screenplay per file"))

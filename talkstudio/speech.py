@@ -174,7 +174,7 @@ def _store_speech(path, speech: Speech) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, samples=speech.samples.astype(np.float32), rate=np.int64(speech.rate),
              timings=np.frombuffer(json.dumps(timings).encode(), dtype=np.uint8))
-    with atomic_write(path) as f:
+    with atomic_write(path, sealed=True) as f:
         f.write(buffer.getvalue())
 
 

@@ -91,7 +91,7 @@ def load_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             return np.asarray(ImageOps.exif_transpose(opened).convert("RGB")).copy()
-    except OSError as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(Problem(f"cannot read image: {e}", file=path, hint="save it as PNG or JPEG")) from None
 
 

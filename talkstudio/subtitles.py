@@ -204,7 +204,7 @@ def to_ass(events: list[Event], speakers: list[tuple[str, str]], colours: dict[s
     head += ["", "[Events]", "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text"]
     for e in events:
         text = e.text.replace("\\", "\\\\").replace("{", "\\{").replace("}", "\\}").replace("\n", "\\N")
-        head.append(f"Dialogue: 0,{_ass_time(e.start)},{_ass_time(e.end)},{e.speaker},{e.name},0,0,0,,{text}")
+        head.append(f"Dialogue: 0,{_ass_time(e.start)},{_ass_time(e.end)},{e.speaker},{_ass_field(e.name)},0,0,0,,{text}")
     return "\n".join(head) + "\n"
 
 
@@ -221,3 +221,9 @@ def write_subtitles(cues_doc: dict, size: tuple[int, int], stem: Path) -> dict[s
             f.write(text)
         written[suffix[1:]] = path
     return written
+
+
+def _ass_field(text: str) -> str:
+    """A value for a comma-separated ASS field: a comma would end the field early (libass then reads the
+    rest of a name as the subtitle's text), so it becomes a low quotation mark that looks like one."""
+    return text.replace(",", "\u201a").replace("\n", " ")

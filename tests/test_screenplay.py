@@ -133,7 +133,7 @@ BAD = {
     "bad size": ("video: {size: big}\ncast:\n  ana: {}\nscenes:\n  - lines:\n      - ana: Hi\n", 1, "WIDTHxHEIGHT"),
     "odd size": ("video: {size: 831x480}\ncast:\n  ana: {}\nscenes:\n  - lines:\n      - ana: Hi\n", 1, "odd"),
     "absurd size": ("video: {size: 100000x480}\ncast:\n  ana: {}\nscenes:\n  - lines:\n      - ana: Hi\n", 1, "64..4096"),
-    "zero fps": ("video: {fps: 0}\ncast:\n  ana: {}\nscenes:\n  - lines:\n      - ana: Hi\n", 1, "greater than 0"),
+    "zero fps": ("video: {fps: 0}\ncast:\n  ana: {}\nscenes:\n  - lines:\n      - ana: Hi\n", 1, "greater than or equal to 1"),
     "bad face box": ("cast:\n  ana: {face: [1, 2]}\nscenes:\n  - lines:\n      - ana: Hi\n", 2, "face box"),
     "unknown scene cast": ("cast:\n  ana: {}\nscenes:\n  - cast: [ana, zoe]\n    lines: [{ana: Hi}]\n", 4, "'zoe' is not in the cast"),
     "loudness too high": ("audio: {loudness: 3}\ncast:\n  ana: {}\nscenes:\n  - lines:\n      - ana: Hi\n", 1, "less than or equal to -5"),

@@ -24,6 +24,7 @@ import yaml
 
 from talkstudio.batch.rows import Row
 from talkstudio.cache import atomic_write
+from talkstudio.outputs import claim_folder
 from talkstudio.errors import InputError, Problem
 from talkstudio.screenplay import COLOUR_PATTERN, load_screenplay
 
@@ -113,6 +114,7 @@ def _write_and_check(episode: Episode, template: jinja2.Template, template_file:
         episode.problems.append(_render_problem(error, row, template_file, data_file))
         return
     text = _anchor_paths(text, template_file.parent.resolve())
+    claim_folder(episode.script.parent, "batch")
     _write_if_changed(episode.script, text)
     try:
         screenplay = load_screenplay(episode.script)

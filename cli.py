@@ -30,8 +30,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 # piped output is read in logs and CI: give tables room instead of rich's 80-column default
-out = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+# emoji codes off: a place such as "file.yaml:100:9" must not become an emoji
+out = Console(width=None if sys.stdout.isatty() else 120, emoji=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120, emoji=False)
 
 ScriptArg = Annotated[Path, typer.Argument(help="screenplay YAML file", show_default=False)]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="cache folder (default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio)")]
@@ -105,14 +106,17 @@ def _print_timeline(result) -> None:
     names = {s["id"]: s["name"] for s in doc["speakers"]}
     table = Table(box=box.SIMPLE_HEAD, title=f"{escape(doc['title'])}: {doc['duration']:.2f} s, {doc['frames']} frames at "
                         f"{doc['fps']:g} fps, {doc['sample_rate']} Hz")
-    for column, justify in (("scene", "left"), ("#", "right"), ("speaker", "left"), ("start", "right"),
-                            ("end", "right"), ("frames", "right")):
-        table.add_column(column, justify=justify, no_wrap=True)
-    table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=44)
-    for cue in doc["cues"]:
-        text = escape(cue["text"] if not cue["audio"] else f"[recorded] {cue['text']}")
-        table.add_row(cue["scene"], str(cue["line"] + 1), names[cue["speaker"]], f"{cue['start']:.2f}",
-                      f"{cue['end']:.2f}", f"{cue['start_frame']}-{cue['end_frame']}", text)
+    rows = [[escape(cue["scene"]), str(cue["line"] + 1), escape(names[cue["speaker"]]), f"{cue['start']:.2f}",
+             f"{cue['end']:.2f}", f"{cue['start_frame']}-{cue['end_frame']}",
+             escape(cue["text"] if not cue["audio"] else f"[recorded] {cue['text']}")] for cue in doc["cues"]]
+    # numbers are never cut: their columns keep their width, and the text wraps in what is left
+    for index, (column, justify) in enumerate((("scene", "left"), ("#", "right"), ("speaker", "left"),
+                                               ("start", "right"), ("end", "right"), ("frames", "right"))):
+        widest = max([len(column)] + [len(row[index]) for row in rows])
+        table.add_column(column, justify=justify, no_wrap=True, min_width=min(widest, 16 if index in (0, 2) else 99))
+    table.add_column("text", overflow="fold", ratio=1, min_width=12)
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
     loud = doc["loudness"]
     level = f"{loud['integrated_lufs']:.1f} LUFS" if loud["integrated_lufs"] is not None else "too short to measure"
@@ -466,11 +470,11 @@ def voices(
         return
     for name, entry in listing.items():
         shown = [v for v in entry["voices"] if all_ or v.kind in ("preset", "speaker", "voice")]
-        table = Table(title=f"{name} ({entry['version']})")
+        table = Table(title=escape(f"{name} ({entry['version']})"))
         for column in ("id", "kind", "language", "description"):
             table.add_column(column)
         for v in shown:
-            table.add_row(v.id, v.kind, v.language, v.description)
+            table.add_row(*(escape(str(x)) for x in (v.id, v.kind, v.language, v.description)))
         out.print(table)
         hidden = len(entry["voices"]) - len(shown)
         if hidden:

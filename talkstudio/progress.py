@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from talkstudio.interrupts import stop_if_interrupted
@@ -19,16 +20,16 @@ class Reporter:
     """Stages report through this; it decides how (or whether) to show them."""
 
     def __init__(self, quiet: bool = False, console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)
         self.quiet = quiet
         self.fancy = not quiet and self.console.is_terminal
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(escape(message), highlight=False)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Advance]:

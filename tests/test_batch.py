@@ -365,3 +365,29 @@ def test_batch_help_names_its_options():
     assert result.returncode == 0
     for option in ("--data", "--check", "--workers", "--gpus", "--ray", "--cache", "talkstudio[ray]"):
         assert option in result.stdout
+
+
+def test_a_template_cannot_run_code_or_read_through_a_link(series, tmp_path):
+    """Templates are sandboxed: no Python objects, no shell; an include that links out of the folder fails."""
+    marker = tmp_path / "ran"
+    (series / "episode.yaml.j2").write_text(TEMPLATE.replace(
+        "title: {{", "# {{ ''.__class__.__mro__[1].__subclasses__() }} "
+        f"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}\ntitle: {{{{"))
+    data = _csv(tmp_path / "rows.csv", ROWS[:1])
+    result = run_cli("batch", series / "episode.yaml.j2", "--data", data, "-o", tmp_path / "out", "--check")
+    assert result.returncode == 2 and not marker.exists() and "unsafe" in result.stderr + result.stdout
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("  host: {voice: ava}\n")
+    (series / "host.yaml").unlink()
+    (series / "host.yaml").symlink_to(secret)
+    (series / "episode.yaml.j2").write_text(TEMPLATE)
+    result = run_cli("batch", series / "episode.yaml.j2", "--data", data, "-o", tmp_path / "out2", "--check")
+    assert result.returncode == 2 and "outside the template's folder" in result.stderr
+
+
+def test_rows_whose_names_cannot_be_files_fail_alone(series, tmp_path):
+    data = _csv(tmp_path / "rows.csv", [ROWS[0], ["x" * 300, *ROWS[1][1:]], ["batch-report.json", *ROWS[2][1:]]])
+    result = run_cli("batch", series / "episode.yaml.j2", "--data", data, "-o", tmp_path / "out", "--check")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "over 120" in result.stderr and "the batch's report" in result.stderr
+    assert (tmp_path / "out" / "q1" / "screenplay.yaml").is_file()  # the good row was written and checked

@@ -219,3 +219,32 @@ def test_ctrl_c_of_a_locked_render_releases_the_lock(small, tmp_path):
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     assert run_cli("render", small, "-o", tmp_path / "o.mp4", "--cache", tmp_path / "c", "-q").returncode == 0
+
+
+def test_messages_are_printed_as_written(tmp_path):
+    """No emoji codes (':100:' is a place, not an emoji) and no markup read into texts with brackets."""
+    script = tmp_path / "long.yaml"
+    script.write_text("cast: {ana: {voice: ava}}\nscenes:\n  - lines:\n" + "      - ana: Hi.\n" * 96
+                      + "      - bob: Who am I?\n")
+    result = run_cli("validate", script)
+    assert result.returncode == 2 and f"{script}:100:" in result.stderr and "\U0001f4af" not in result.stderr
+    voices = run_cli("voices", "-e", "coqui")
+    assert voices.returncode == 0 and "[coqui]" in voices.stdout + voices.stderr
+
+
+def test_the_timeline_table_is_readable_at_80_columns(tmp_path):
+    from rich.console import Console
+
+    import cli
+
+    previous = cli.out
+    cli.out = Console(width=80, emoji=False, record=True)
+    try:
+        assert cli.main(["audio", str(ROOT / "scripts_examples" / "podcast.yaml"), "-o", str(tmp_path / "a"),
+                         "--cache", str(tmp_path / "c")]) == 0
+        text = cli.out.export_text()
+    finally:
+        cli.out = previous
+    for number in ("0.30", "3.63", "8-91", "cold-open", "Maya"):
+        assert number in text
+    assert all(len(line) <= 80 for line in text.splitlines())

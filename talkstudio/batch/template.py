@@ -21,11 +21,12 @@ from typing import Any
 
 import jinja2
 import yaml
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from talkstudio.batch.rows import Row
 from talkstudio.cache import atomic_write
-from talkstudio.outputs import claim_folder
 from talkstudio.errors import InputError, Problem
+from talkstudio.outputs import claim_folder
 from talkstudio.screenplay import COLOUR_PATTERN, load_screenplay
 
 SCREENPLAY_NAME = "screenplay.yaml"
@@ -48,13 +49,29 @@ class Episode:
     backend: str | None = None  # video.backend of the screenplay
 
 
+class _FolderLoader(jinja2.FileSystemLoader):
+    """Templates from one folder; a name that resolves outside it (through a symbolic link) is not found."""
+
+    def __init__(self, folder: Path):
+        super().__init__(folder)
+        self.folder = Path(folder).resolve()
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        if not Path(filename).resolve().is_relative_to(self.folder):
+            raise jinja2.TemplateNotFound(f"{template} (it leads outside the template's folder {self.folder})")
+        return source, filename, uptodate
+
+
 def load_template(file: Path) -> jinja2.Template:
     file = Path(file)
     if not file.is_file():
         raise InputError(Problem("template not found", file=file,
                                  hint="give a screenplay template, e.g. templates/interview/episode.yaml.j2"))
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(file.parent), undefined=jinja2.StrictUndefined, autoescape=False,
+    # sandboxed: a template from someone else reaches no Python objects (no code runs during --check
+    # or a render); included parts are read from the template's folder only, never through a link out of it
+    environment = ImmutableSandboxedEnvironment(
+        loader=_FolderLoader(file.parent), undefined=jinja2.StrictUndefined, autoescape=False,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)  # block tags leave no blank lines in YAML
     environment.filters["yaml"] = _yaml_scalar
     try:
@@ -78,11 +95,33 @@ def prepare_episodes(template_file: Path, data_file: Path, rows: list[Row], out_
     for row in rows:
         name = names[row.number]
         episode = Episode(name, row, out_dir / name / SCREENPLAY_NAME, out_dir / f"{name}.mp4", list(row.problems))
-        episode.problems += _duplicate_name(episode, rows, names, data_file)
+        episode.problems += _duplicate_name(episode, rows, names, data_file) + _unusable_name(episode, data_file)
         if not episode.problems:
-            _write_and_check(episode, template, Path(template_file), data_file)
+            try:
+                _write_and_check(episode, template, Path(template_file), data_file)
+            except InputError as error:  # e.g. its folder is a user's: this row only
+                episode.problems += error.problems
+            except OSError as error:  # the file system refuses this row's files: this row only
+                episode.problems.append(Problem(f"row {row.number}: cannot write episode '{name}': {error.strerror}",
+                                                file=data_file, line=row.line, field="episode"))
         episodes.append(episode)
     return episodes
+
+
+MAX_NAME = 120  # file systems allow 255 bytes; the video and its sidecars add suffixes
+RESERVED_NAMES = ("batch-report.json", "batch-report")
+
+
+def _unusable_name(episode: Episode, data_file: Path) -> list[Problem]:
+    """A name that cannot name files here: too long, or the batch's own report."""
+    if len(episode.name.encode()) > MAX_NAME:
+        return [Problem(f"row {episode.row.number}: the episode name is {len(episode.name.encode())} bytes long, "
+                        f"over {MAX_NAME}", file=data_file, line=episode.row.line, field="episode",
+                        hint="give the row a shorter episode (or id) value")]
+    if episode.name.lower() in RESERVED_NAMES:
+        return [Problem(f"row {episode.row.number}: '{episode.name}' is the name of the batch's report",
+                        file=data_file, line=episode.row.line, field="episode", hint="give the row another name")]
+    return []
 
 
 def _episode_names(rows: list[Row]) -> dict[int, str]:

@@ -391,3 +391,20 @@ def test_rows_whose_names_cannot_be_files_fail_alone(series, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "over 120" in result.stderr and "the batch's report" in result.stderr
     assert (tmp_path / "out" / "q1" / "screenplay.yaml").is_file()  # the good row was written and checked
+
+
+def test_a_killed_worker_fails_no_other_episode(series, tmp_path):
+    """A worker killed mid-render (out of memory, a signal) breaks the process pool: the pool is made
+    again and the units it held run once more, so the batch still finishes every episode."""
+    out = tmp_path / "out"
+    args = [sys.executable, str(ROOT / "cli.py"), "batch", str(series / "episode.yaml.j2"),
+            "--data", str(_csv(tmp_path / "rows.csv", ROWS)), "-o", str(out), "--cache", str(tmp_path / "cache"),
+            "--workers", "2"]
+    batch = _start_and_wait_for_one_episode(args, out)
+    workers = [pid for pid in _children(batch.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert workers, "no worker process found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, errors = batch.communicate(timeout=300)
+    statuses = {name: e["status"] for name, e in _report(out).items()}
+    assert batch.returncode == 0 and set(statuses.values()) == {"rendered"}, (statuses, errors[-2000:])
+    assert all((out / f"{name}.mp4").exists() for name in statuses)

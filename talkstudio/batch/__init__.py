@@ -212,6 +212,7 @@ def _render(episodes: list[Episode], pool, cache_root: Path, options: RenderOpti
     # an episode's scenes are worth separate units only when workers would otherwise wait
     split = len(episodes) < pool.slots
     jobs: dict = {}  # handle -> (run, unit)
+    retried: set = set()  # units run again after a worker died under them
 
     def submit(run: _EpisodeRun, unit: Unit) -> None:
         jobs[pool.submit(unit)] = (run, unit)
@@ -229,7 +230,15 @@ def _render(episodes: list[Episode], pool, cache_root: Path, options: RenderOpti
                 stop_if_interrupted()
                 for handle in pool.wait_any(list(jobs)):
                     run, unit = jobs.pop(handle)
-                    run.take(unit, pool.result(handle))
+                    result = pool.result(handle)
+                    if result.get("lost") and (unit.episode, unit.scene) not in retried:
+                        # a dead worker takes every unit of its pool down with it: each runs once more
+                        # on the fresh pool, so only a unit that kills its worker again fails
+                        retried.add((unit.episode, unit.scene))
+                        run.in_flight -= 1
+                        submit(run, unit)
+                        continue
+                    run.take(unit, result)
                     if run.ready_to_assemble:
                         submit(run, run.whole)
                     elif run.finished:

@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,30 +81,45 @@ class LocalPool:
     """Worker processes on this machine; with GPU ids, one worker per GPU, each seeing only its own."""
 
     def __init__(self, workers: int, gpus: list[str]):
-        context = multiprocessing.get_context("spawn")  # a forked copy of a process with threads can deadlock
-        devices = context.Queue()
-        for gpu in gpus:
-            devices.put(gpu)
+        self.gpus = gpus
         self.slots = len(gpus) or workers
         self.description = (f"{self.slots} local worker{'s' * (self.slots > 1)}"
                             + (f" on GPUs {','.join(gpus)}" if gpus else ""))
-        self.executor = ProcessPoolExecutor(self.slots, mp_context=context, initializer=_start_worker,
-                                            initargs=(os.getpid(), devices, bool(gpus)))
+        self.executor = self._new_executor()
+        self.owners: dict = {}  # handle -> the executor it was submitted to
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")  # a forked copy of a process with threads can deadlock
+        devices = context.Queue()
+        for gpu in self.gpus:
+            devices.put(gpu)
+        return ProcessPoolExecutor(self.slots, mp_context=context, initializer=_start_worker,
+                                   initargs=(os.getpid(), devices, bool(self.gpus)))
 
     def submit(self, unit: Unit):
         # submitting may spawn a worker; a Ctrl-C in the middle would leave it reading a closed pipe
         # (and print its traceback), so the interrupt waits until the submission is complete
         with _interrupt_deferred():
-            return self.executor.submit(_run_in_worker, unit)
+            handle = self.executor.submit(_run_in_worker, unit)
+        self.owners[handle] = self.executor
+        return handle
 
     def wait_any(self, handles: list) -> list:
         """The finished among `handles`; none when WAIT_POLL_S passes first (the batch checks for Ctrl-C)."""
         return list(wait(handles, timeout=WAIT_POLL_S, return_when=FIRST_COMPLETED)[0])
 
     def result(self, handle) -> dict:
+        """The unit's result. A worker that died (killed, out of memory) breaks the whole process pool:
+        then the pool is made again and the result says `lost`, so the batch can run the unit again."""
+        owner = self.owners.pop(handle, None)
         try:
             return handle.result()
-        except Exception as error:  # noqa: BLE001 - a worker killed (out of memory, a signal) fails its unit
+        except BrokenProcessPool as error:
+            if owner is self.executor:  # the first news of this break: a fresh pool for what follows
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                self.executor = self._new_executor()
+            return {**crashed(error), "lost": True}
+        except Exception as error:  # noqa: BLE001 - anything else the pool raises fails this unit
             return crashed(error)
 
     def stop(self, handles: list) -> None:

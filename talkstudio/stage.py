@@ -132,6 +132,7 @@ def _given_stage(screenplay: Screenplay, scene: Scene, characters: list[str], si
     image, (scale, dx, dy) = cover(original, width, height)
     faces: dict[str, FaceGeometry] = {}
     for name, box in scene.faces.items():
+        _check_box(box, original, f"scene '{scene.id}' faces: {name}:", scene.stage, screenplay.file)
         x, y, w, h = box
         faces[name] = face_in_box(image, (x * scale + dx, y * scale + dy, w * scale, h * scale),
                                   faces_cache=faces_cache)
@@ -149,6 +150,17 @@ def _given_stage(screenplay: Screenplay, scene: Scene, characters: list[str], si
     chosen = sorted(sorted(found, key=lambda f: -f.box[2] * f.box[3])[:len(unplaced)], key=lambda f: f.centre[0])
     faces.update(zip(unplaced, chosen))
     return image, faces
+
+
+def _check_box(box, image: np.ndarray, field: str, image_file: Path, file: Path) -> None:
+    """A face box given by hand must lie inside its image (a few pixels over the edge are forgiven)."""
+    x, y, w, h = box
+    height, width = image.shape[:2]
+    slack = 0.05 * max(w, h)
+    if w <= 0 or h <= 0 or x < -slack or y < -slack or x + w > width + slack or y + h > height + slack:
+        raise InputError(Problem(f"{field} [{x}, {y}, {w}, {h}] is not inside {image_file.name}, which is "
+                                 f"{width}x{height} pixels", file=file,
+                                 hint="give [x, y, width, height] in pixels of that image"))
 
 
 def _overlaps(a: FaceGeometry, b: FaceGeometry) -> bool:
@@ -279,6 +291,7 @@ def _portrait(screenplay: Screenplay, name: str, faces_cache: FaceCache) -> tupl
         return image, face_in_box(image, FACE_BOX, faces_cache=faces_cache)
     image = _load_cached(character.image, file_digest(character.image))
     if character.face is not None:
+        _check_box(character.face, image, f"cast: {name}: face:", character.image, screenplay.file)
         return image, face_in_box(image, character.face, faces_cache=faces_cache)
     faces = faces_cache.detect(image)
     if not faces:

@@ -248,3 +248,9 @@ def test_the_timeline_table_is_readable_at_80_columns(tmp_path):
     for number in ("0.30", "3.63", "8-91", "cold-open", "Maya"):
         assert number in text
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_a_face_box_outside_its_image_is_bad_input(small, tmp_path):
+    small.write_text(SMALL.replace("ana: {image: ana.png,", "ana: {image: ana.png, face: [900, 900, 100, 100],"))
+    _refused(run_cli("render", small, "-o", tmp_path / "o.mp4", "--cache", tmp_path / "c"), "is not inside ana.png",
+             "512x512")

@@ -230,7 +230,8 @@ class FaceCache:
         return self.get(image, task, lambda: finder(image))
 
     def people(self, image: np.ndarray) -> np.ndarray | None:
-        """Where people are in the image (uint8, 255 on a person), remembered by content; None without mediapipe."""
+        """Where people are in the image (uint8, 255 on a person; scaled down for a large image),
+        remembered by content; None without mediapipe."""
         import hashlib
 
         if self.cache is None:
@@ -242,9 +243,9 @@ class FaceCache:
         key = content_key({"version": PEOPLE_VERSION, "shape": list(image.shape),
                            "image": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()})
         stored = self.cache.lookup("people", key, ".png")
-        if stored is not None:  # a mask that does not decode to the image's size is made again
+        if stored is not None:  # a mask that does not decode is made again
             mask = cv2.imread(str(stored), cv2.IMREAD_GRAYSCALE)
-            if mask is not None and mask.shape == image.shape[:2]:
+            if mask is not None:
                 return mask
         if _models_or_none() is None:
             return None
@@ -280,12 +281,22 @@ def _tuples(d: dict) -> dict:
     return {k: fix(v) for k, v in d.items()}
 
 
-PEOPLE_VERSION = "mediapipe-selfie-0-1"
+PEOPLE_VERSION = "mediapipe-selfie-0-2"  # 2: at most PEOPLE_MASK_SIDE
+
+
+PEOPLE_MASK_SIDE = 640  # the model reads 256x256: a larger mask only costs memory and time
 
 
 def people_mask(image: np.ndarray) -> np.ndarray:
-    """mediapipe's selfie segmentation: uint8, 255 where a person (head, hair, shoulders) is."""
+    """mediapipe's selfie segmentation: uint8, 255 where a person (head, hair, shoulders) is, at most
+    PEOPLE_MASK_SIDE pixels on its longer side (the caller scales it to where it is used)."""
+    import cv2
+
     models = _get_models()
+    scale = min(1.0, PEOPLE_MASK_SIDE / max(image.shape[:2]))
+    if scale < 1:
+        size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     with models.lock, quiet_native_logs():
         result = models.segmentation.process(np.ascontiguousarray(image))
     return np.clip(result.segmentation_mask * 255 + 0.5, 0, 255).astype(np.uint8)

@@ -68,7 +68,7 @@ def build_stage(screenplay: Screenplay, scene: Scene, cache=None) -> Stage:
     if scene.stage is not None:
         image, faces = _given_stage(screenplay, scene, characters, size, faces_cache)
         regions = {name: (0, 0, size[0], size[1]) for name in faces}
-        people = faces_cache.people(image)
+        people = _at_size(faces_cache.people(image), size)
     else:
         image, faces, regions, people = _composed_stage(screenplay, scene, characters, size, faces_cache, warnings)
     key = content_key({"version": STAGE_VERSION, "image": content_key({"pixels": _digest(image)}),
@@ -260,7 +260,7 @@ def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str],
         image[py:py + ph, px:px + pw] = cv2.resize(portrait[y0:y1, x0:x1], (pw, ph), interpolation=interpolation)
         faces[name] = face.transformed(scale, px - x0 * scale, py - y0 * scale)
         regions[name] = (px, py, px + pw, py + ph)
-        mask = faces_cache.people(portrait)
+        mask = _at_size(faces_cache.people(portrait), (portrait.shape[1], portrait.shape[0]))
         if mask is None:
             known = False
         else:
@@ -270,6 +270,15 @@ def _composed_stage(screenplay: Screenplay, scene: Scene, characters: list[str],
                             f"and will look soft: give an image with the head at least {round(face.box[3] * scale)} "
                             f"px tall, or a smaller video size")
     return image, faces, regions, (people if known else None)
+
+
+def _at_size(mask: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """A people mask scaled to `size` (width, height) of the picture it belongs to."""
+    import cv2
+
+    if mask is None or (mask.shape[1], mask.shape[0]) == tuple(size):
+        return mask
+    return cv2.resize(mask, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
 def _background(background: str, width: int, height: int) -> np.ndarray:

@@ -195,6 +195,7 @@ def batch(
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
     models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="cache shared by all workers; with Ray, a folder every node sees at this path (default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio)")] = None,
+    any_path: Annotated[bool, typer.Option("--any-path", help="let row values name files outside the template's and the data's folders (trusted data only)")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Render one episode per data row from a screenplay template.
@@ -214,13 +215,13 @@ def batch(
 
     out_dir = output or Path("renders") / data.stem
     if check:
-        episodes = check_batch(template, data, out_dir)
+        episodes = check_batch(template, data, out_dir, any_path)
         if not quiet:
             out.print(f"[green]ok[/green] {len(episodes)} rows: every screenplay is valid (in {escape(str(out_dir))}/)",
                       highlight=False)
         return
     settings = BatchSettings(workers, [g.strip() for g in gpus.split(",") if g.strip()] if gpus else [], ray, cache,
-                             RenderOptions(backend=backend, models=models))
+                             RenderOptions(backend=backend, models=models), any_path)
     result = run_batch(template, data, out_dir, settings, Reporter(quiet=quiet))
     if not quiet or result.exit_code:
         _print_batch(result)

@@ -408,3 +408,18 @@ def test_a_killed_worker_fails_no_other_episode(series, tmp_path):
     statuses = {name: e["status"] for name, e in _report(out).items()}
     assert batch.returncode == 0 and set(statuses.values()) == {"rendered"}, (statuses, errors[-2000:])
     assert all((out / f"{name}.mp4").exists() for name in statuses)
+
+
+def test_row_values_cannot_reach_files_outside_the_template_and_data_folders(series, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(ROOT / "casts" / "bo.png", elsewhere / "bo.png")
+    (tmp_path / "data").mkdir()
+    data = _csv(tmp_path / "data" / "rows.csv", [ROWS[0], ["q2", "Bo", str(elsewhere / "bo.png"), "ben", "How?", "Slowly."],
+                                                 ["q3", "Cy", "../elsewhere/bo.png", "raj", "When?", "Now."]])
+    result = run_cli("batch", series / "episode.yaml.j2", "--data", data, "-o", tmp_path / "out", "--check")
+    assert result.returncode == 2 and result.stderr.count("leads outside the template's folder") == 2, result.stderr
+    assert f"{data}:3: image: row 2:" in result.stderr and "--any-path" in result.stderr
+    trusted = run_cli("batch", series / "episode.yaml.j2", "--data", data, "-o", tmp_path / "out", "--check",
+                      "--any-path")
+    assert trusted.returncode == 0, trusted.stderr

@@ -39,6 +39,7 @@ class BatchSettings:
     ray: str | None = None  # a Ray address, "auto", or "local" (an instance started for this batch)
     cache: Path | None = None  # shared by every worker: on a cluster, a folder every node sees at this path
     options: RenderOptions = field(default_factory=RenderOptions)
+    any_path: bool = False  # row values may name files anywhere (trusted data)
 
 
 @dataclass
@@ -77,9 +78,9 @@ class BatchResult:
         return 1 if self.count(FAILED) else 0
 
 
-def check_batch(template: Path, data: Path, out_dir: Path) -> list[Episode]:
+def check_batch(template: Path, data: Path, out_dir: Path, any_path: bool = False) -> list[Episode]:
     """Every row's screenplay written and checked; InputError listing every problem of every bad row."""
-    episodes = prepare_episodes(template, data, read_rows(data), Path(out_dir).resolve())
+    episodes = prepare_episodes(template, data, read_rows(data), Path(out_dir).resolve(), any_path)
     problems = [problem for episode in episodes for problem in episode.problems]
     if problems:
         raise InputError(problems)
@@ -92,7 +93,7 @@ def run_batch(template: Path, data: Path, out_dir: Path, settings: BatchSettings
     out_dir = Path(out_dir).resolve()
     options = _absolute(settings.options)
     _check_settings(settings, out_dir)
-    episodes = prepare_episodes(template, data, read_rows(data), out_dir)
+    episodes = prepare_episodes(template, data, read_rows(data), out_dir, settings.any_path)
     cache = Cache(settings.cache)
     report = _Report(out_dir / REPORT_NAME, {"template": str(Path(template).resolve()),
                                              "data": str(Path(data).resolve()), "cache": str(cache.root.resolve())})

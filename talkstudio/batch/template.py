@@ -87,15 +87,22 @@ def _yaml_scalar(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)  # JSON strings are YAML double-quoted scalars
 
 
-def prepare_episodes(template_file: Path, data_file: Path, rows: list[Row], out_dir: Path) -> list[Episode]:
-    """Write every row's screenplay and check it; problems are kept per episode, never raised."""
+def prepare_episodes(template_file: Path, data_file: Path, rows: list[Row], out_dir: Path,
+                     any_path: bool = False) -> list[Episode]:
+    """Write every row's screenplay and check it; problems are kept per episode, never raised.
+
+    A row value that names a file must lie in the template's folder or the data file's folder (data
+    from someone else cannot make an episode read files from anywhere), unless `any_path`."""
     template = load_template(template_file)
     names = _episode_names(rows)
+    roots = [Path(template_file).resolve().parent, Path(data_file).resolve().parent]
     episodes = []
     for row in rows:
         name = names[row.number]
         episode = Episode(name, row, out_dir / name / SCREENPLAY_NAME, out_dir / f"{name}.mp4", list(row.problems))
         episode.problems += _duplicate_name(episode, rows, names, data_file) + _unusable_name(episode, data_file)
+        if not any_path:
+            episode.problems += _paths_outside(row, roots, data_file)
         if not episode.problems:
             try:
                 _write_and_check(episode, template, Path(template_file), data_file)
@@ -106,6 +113,24 @@ def prepare_episodes(template_file: Path, data_file: Path, rows: list[Row], out_
                                                 file=data_file, line=row.line, field="episode"))
         episodes.append(episode)
     return episodes
+
+
+def _paths_outside(row: Row, roots: list[Path], data_file: Path) -> list[Problem]:
+    """Row values written as paths (absolute, from home, or climbing with ..) that lead outside `roots`."""
+    problems = []
+    for column, value in row.values.items():
+        text = str(value) if value is not None else ""
+        parts = Path(text).parts
+        if not (text.startswith(("/", "~")) or ".." in parts):
+            continue
+        resolved = [(root / Path(text).expanduser()).resolve() for root in roots]
+        if not any(path.is_relative_to(root) for path, root in zip(resolved, roots)):
+            problems.append(Problem(f"row {row.number}: '{text}' leads outside the template's folder "
+                                    f"({roots[0]}) and the data's folder ({roots[1]})", file=data_file,
+                                    line=row.line, field=column,
+                                    hint="put the file beside the template or the data, or pass --any-path "
+                                         "if you trust this data"))
+    return problems
 
 
 MAX_NAME = 120  # file systems allow 255 bytes; the video and its sidecars add suffixes

@@ -233,15 +233,57 @@ def screenplay_from_data(data: dict, source: SourceMap, file: Path) -> Screenpla
     InputError listing every problem at its place in `source`."""
     problems: list[Problem] = []
     data = _expand_shorthands(data, source, problems)
+    screenplay = _validated_without_bad_values(data, source, problems)
+    if screenplay is not None:  # what is left is checked too: every problem is reported in one pass
+        screenplay._file = file
+        checker = _Checker(screenplay, source)
+        checker.run()
+        problems += checker.problems
     if problems:
         raise InputError(problems)
-    try:
-        screenplay = Screenplay.model_validate(data)
-    except ValidationError as error:
-        raise InputError(_validation_problems(error, source)) from None
-    screenplay._file = file
-    _Checker(screenplay, source).run()
     return screenplay
+
+
+def _validated_without_bad_values(data: dict, source: SourceMap, problems: list[Problem]) -> Screenplay | None:
+    """The screenplay validated; each invalid value is reported and taken out, and the rest validated
+    again, so the checks after validation still see everything that was right. None when what is
+    wrong cannot be taken out (a required field)."""
+    removed: list[tuple] = []
+    for _ in range(MAX_VALIDATION_ROUNDS):
+        try:
+            return Screenplay.model_validate(data)
+        except ValidationError as error:
+            errors = [e for e in error.errors(include_url=False)
+                      if not any(_within(tuple(e["loc"]), gone) for gone in removed)]  # not caused by a removal
+            problems += [p for p in _validation_problems(error, source, errors) if p not in problems]
+            locations = [tuple(e["loc"]) for e in error.errors(include_url=False)]
+            if not any(_remove(data, loc) for loc in locations):
+                return None
+            removed += locations
+    return None
+
+
+MAX_VALIDATION_ROUNDS = 8
+
+
+def _within(loc: tuple, removed: tuple) -> bool:
+    """`loc` names the removed value or one of the mappings that held it (a removal can empty those)."""
+    return removed[:len(loc)] == loc
+
+
+def _remove(data: Any, loc: tuple) -> bool:
+    """Take the value at `loc` out of a mapping (list items stay, so later places keep their numbers)."""
+    *parents, last = [part for part in loc if not (isinstance(part, str) and part.startswith("function-"))] or [None]
+    node = data
+    for part in parents:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    return False
 
 
 # --- shorthands -----------------------------------------------------------------------------
@@ -259,11 +301,12 @@ def _expand_shorthands(data: dict, source: SourceMap, problems: list[Problem]) -
         elif isinstance(character, dict) and isinstance(character.get("voice"), str):
             character["voice"] = {"id": character["voice"]}
     scenes = data.get("scenes")
+    cast_ids = set(data["cast"]) if isinstance(data.get("cast"), dict) else set()
     if isinstance(scenes, list):
         for s, scene in enumerate(scenes):
             if isinstance(scene, dict) and isinstance(scene.get("lines"), list):
                 scene["lines"] = [
-                    _expand_line(line, ("scenes", s, "lines", i), source, problems)
+                    _expand_line(line, ("scenes", s, "lines", i), source, problems, cast_ids)
                     for i, line in enumerate(scene["lines"])
                 ]
     return data
@@ -282,7 +325,7 @@ def _restore_text(value: Any, source: SourceMap, path: tuple) -> Any:
     return value
 
 
-def _expand_line(line: Any, path: tuple, source: SourceMap, problems: list[Problem]) -> Any:
+def _expand_line(line: Any, path: tuple, source: SourceMap, problems: list[Problem], cast_ids: set) -> Any:
     if isinstance(line, str):
         problems.append(source.problem(path, f"a line must name its speaker, got only text {line[:40]!r}",
                                        hint='write it as `- ana: "..."` with the speaker\'s cast id'))
@@ -292,13 +335,19 @@ def _expand_line(line: Any, path: tuple, source: SourceMap, problems: list[Probl
     speaker_keys = [k for k in line if k not in LINE_FIELDS]
     if not speaker_keys:
         return line
-    if "speaker" in line or len(speaker_keys) > 1:
-        names = ", ".join(map(str, speaker_keys))
-        problems.append(source.problem(path + (speaker_keys[-1],), f"unknown line field(s) {names}",
-                                       hint=f"a line has one `speaker: text` pair and fields from {', '.join(sorted(LINE_FIELDS))}",
-                                       prefer_key=True))
+    # the speaker is the key that is a cast id (or the first); any other key is a misspelt field
+    in_cast = [k for k in speaker_keys if k in cast_ids]
+    key = None if "speaker" in line else (in_cast[0] if len(in_cast) == 1 else speaker_keys[0])
+    for unknown in (k for k in speaker_keys if k != key):
+        close = difflib.get_close_matches(str(unknown), sorted(LINE_FIELDS), 1)
+        problems.append(source.problem(
+            path + (unknown,), f"unknown line field '{unknown}'",
+            hint=(f"did you mean '{close[0]}'? " if close else "")
+            + f"a line has one `speaker: text` pair and fields from {', '.join(sorted(LINE_FIELDS))}",
+            prefer_key=True))
+    line = {k: v for k, v in line.items() if k == key or k in LINE_FIELDS}
+    if key is None:
         return line
-    key = speaker_keys[0]
     expanded = {k: v for k, v in line.items() if k != key}
     expanded["speaker"] = str(key)
     if "text" in line:
@@ -339,9 +388,9 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _validation_problems(error: ValidationError, source: SourceMap) -> list[Problem]:
+def _validation_problems(error: ValidationError, source: SourceMap, errors: list | None = None) -> list[Problem]:
     problems = []
-    for item in error.errors(include_url=False):
+    for item in error.errors(include_url=False) if errors is None else errors:
         loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
         kind, message, hint = item["type"], item["msg"], None
         given = item.get("input")
@@ -447,8 +496,6 @@ class _Checker:
                           "give a word (or name) and how to say it, e.g. NASA: nasa", prefer_key=True)
         self._check_cast()
         self._check_scenes()
-        if self.problems:
-            raise InputError(self.problems)
 
     def _check_cast(self) -> None:
         defaults = self.s.voice

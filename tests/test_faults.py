@@ -254,3 +254,25 @@ def test_a_face_box_outside_its_image_is_bad_input(small, tmp_path):
     small.write_text(SMALL.replace("ana: {image: ana.png,", "ana: {image: ana.png, face: [900, 900, 100, 100],"))
     _refused(run_cli("render", small, "-o", tmp_path / "o.mp4", "--cache", tmp_path / "c"), "is not inside ana.png",
              "512x512")
+
+
+def test_validate_reports_every_problem_in_one_pass(tmp_path):
+    """Typos in three places, a bad rate beside bad voices, a misspelt field next to a speaker key:
+    one run names them all, each at its line, and the speaker key is not called a field."""
+    shutil.copy(ROOT / "casts" / "maya.png", tmp_path / "maya.png")
+    script = tmp_path / "typos.yaml"
+    script.write_text("vidoe: {size: 320x240}\n"
+                      "cast:\n"
+                      "  ana: {image: maya.png, voice: {id: ava, rate: fast}}\n"
+                      "  ben: {voice: nosuchvoice}\n"
+                      "  cy: {voice: {id: alsonot, pich: 3}}\n"
+                      "scenes:\n"
+                      "  - lines:\n"
+                      "      - ana: Hello there.\n"
+                      "        pauze: 0.3\n"
+                      "      - ben: Hi.\n"
+                      "      - dan: Who?\n")
+    result = run_cli("validate", script)
+    _refused(result, ":1:1: vidoe: unknown field", ":3:", "rate", ":4:", "nosuchvoice", ":5:", "pich", "alsonot",
+             ":9:", "unknown line field 'pauze'", "did you mean 'pause'", ":11:", "unknown speaker 'dan'")
+    assert "field 'ana'" not in result.stderr and "field(s) ana" not in result.stderr

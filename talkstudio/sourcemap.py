@@ -153,8 +153,8 @@ def parse_yaml(text: str, file: Path) -> tuple[Any, SourceMap]:
     except yaml.YAMLError as e:
         raise InputError(Problem(f"not valid YAML: {e}", file=file)) from None
     except RecursionError:
-        raise InputError(Problem(f"the YAML is nested too deeply (brackets or indentation thousands of levels "
-                                 f"deep)", file=file, hint="a screenplay needs at most a few levels")) from None
+        raise InputError(Problem("the YAML is nested too deeply (brackets or indentation thousands of levels "
+                                 "deep)", file=file, hint="a screenplay needs at most a few levels")) from None
     if len(nodes) > 1:
         raise InputError(Problem("holds more than one YAML document (a line with '---')", file=file,
                                  hint="keep one screenplay per file"))

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from talkstudio.audio_io import read_audio, resample
+from talkstudio.audio_io import decode_blocks, resample
 from talkstudio.cache import Cache, atomic_write, content_key, file_digest
 from talkstudio.delivery import apply_lexicon, rendition, restore_words
+from talkstudio.errors import InputError, Problem
 from talkstudio.progress import Reporter
 from talkstudio.screenplay import Line, Screenplay, Voice
 from talkstudio.voices import Phoneme, Speech, Word, get_engine
@@ -56,7 +57,9 @@ def _gain_to(stored: Path, rate: int, level_db: float) -> np.float32:
     usable = len(samples) // block * block
     if not usable:
         return np.float32(1.0)
-    rms = np.sqrt(np.mean(samples[:usable].reshape(-1, block).astype(np.float64) ** 2, axis=1))
+    step = block * 4096  # a long recording is read a few seconds at a time
+    rms = np.concatenate([np.sqrt(np.mean(np.asarray(samples[start:min(start + step, usable)], np.float64)
+                                          .reshape(-1, block) ** 2, axis=1)) for start in range(0, usable, step)])
     voiced = rms[rms > rms.max() * 0.1]
     level = float(np.sqrt(np.mean(voiced ** 2))) if len(voiced) else 0.0
     return np.float32(10 ** (level_db / 20) / level if level > 1e-6 else 1.0)
@@ -67,7 +70,30 @@ CLIPS_HELD_BYTES = 16 << 20  # the loudness passes read the timeline several tim
 _held: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
 
 
+class RecordingOnDisk:
+    """A recorded line's samples (float32 at the timeline rate) read from its cache file only where
+    sliced: a two-hour recording costs no more memory than the block being mixed."""
+
+    nbytes = 0  # holds no samples itself
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.length = self.path.stat().st_size // 4
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        start, stop, step = index.indices(self.length)
+        if step != 1:
+            raise ValueError("a recording on disk is read in contiguous runs")
+        count = max(stop - start, 0)
+        return np.fromfile(self.path, dtype="<f4", count=count, offset=4 * start) if count else np.zeros(0, np.float32)
+
+
 def _clip_samples(stored: Path, rate: int) -> np.ndarray:
+    if Path(stored).suffix == RECORDING_SUFFIX:  # stored at the timeline rate, read where needed
+        return RecordingOnDisk(stored)
     key = (stored, rate)
     if key in _held:
         _held.move_to_end(key)
@@ -136,13 +162,25 @@ def _clip(line: Line, screenplay: Screenplay, cache: Cache, rate: int, stats: Sp
     return Clip(stored, rate, len(_clip_samples(stored, rate)), words, speech.phonemes, said.gain)
 
 
+RECORDING_SUFFIX = ".f32"
+RECORDING_BLOCK = 1 << 18  # samples decoded and written at a time
+
+
 def _recorded_cached(audio: Path, rate: int, cache: Cache) -> Path:
-    """A recorded line decoded once at the timeline rate, stored like speech."""
-    key = content_key({"format": SPEECH_FORMAT, "recording": file_digest(audio), "rate": rate})
-    stored = cache.lookup("recorded", key, ".npz")
+    """A recorded line decoded once at the timeline rate into raw float32 in the cache, block by block
+    (memory holds one block however long the recording is)."""
+    key = content_key({"format": SPEECH_FORMAT, "recording": file_digest(audio), "rate": rate, "stored": "f32"})
+    stored = cache.lookup("recorded", key, RECORDING_SUFFIX)
     if stored is None:
-        stored = cache.path("recorded", key, ".npz")
-        _store_speech(stored, Speech(read_audio(audio, rate), rate))
+        stored = cache.path("recorded", key, RECORDING_SUFFIX)
+        written = 0
+        with atomic_write(stored, sealed=True) as f:
+            for block in decode_blocks(audio, rate, RECORDING_BLOCK):
+                f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+                written += len(block)
+            if not written:
+                raise InputError(Problem("audio file holds no samples", file=audio,
+                                         hint="record or export it again"))
     return stored
 
 

@@ -1,6 +1,7 @@
 """The concat-pad timeline, end to end through `talkstudio audio`, and its parts."""
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -208,3 +209,20 @@ def test_block_meter_matches_pyloudnorm(seconds):
     signal = (rng.standard_normal(n) * envelope).astype(np.float32)
     expected = pyloudnorm.Meter(rate).integrated_loudness(signal.astype(np.float64))
     assert integrated_loudness(signal, rate) == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_recorded_line_is_read_from_the_cache_where_it_is_mixed(tmp_path):
+    """Decoded once, block by block, into raw samples in the cache; read back only where sliced."""
+    from talkstudio.audio_io import ffmpeg_exe, read_audio
+    from talkstudio.cache import Cache
+    from talkstudio.speech import RecordingOnDisk, _clip_samples, _recorded_cached
+
+    audio = tmp_path / "talk.flac"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=f=220:d=30,volume=0.5", "-ar", "22050",
+                    "-c:a", "flac", str(audio)], check=True)
+    stored = _recorded_cached(audio, 16000, Cache(tmp_path / "cache"))
+    samples = _clip_samples(stored, 16000)
+    whole = read_audio(audio, 16000)
+    assert isinstance(samples, RecordingOnDisk) and len(samples) == len(whole)
+    assert np.array_equal(samples[1000:250000], whole[1000:250000])
+    assert np.array_equal(samples[len(whole) - 5:len(whole) + 10], whole[-5:])

@@ -411,7 +411,6 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray, region: tuple[in
     y0, y1 = int(max(y - 0.6 * h, ry0)), int(min(face.chin[1] + 0.6 * h, ry1))
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     cx, cy = face.centre
-    chin = face.chin[1]
     lips = _lips(face, stage, x0, x1)
     line = np.interp(gx[0], np.arange(lips.x0, lips.x0 + len(lips.line)), lips.line).astype(np.float32)[None, :]
     profile = np.interp(gx[0], np.arange(lips.x0, lips.x0 + len(lips.line)), lips.profile,
@@ -427,22 +426,7 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray, region: tuple[in
     head *= 1 - _smoothstep(face.chin[1] + 0.2 * h, face.chin[1] + 0.55 * h, gy)
     head = _still_below(head * edge * person)
 
-    # jaw: below the lip line the lower lip drops with its share of the opening, the chin and jaw
-    # with all of it, the neck stretching below; above it the upper lip lifts a little. Across the
-    # mouth the field steps at the lip line (the lips part there); beyond the corners it is smooth.
-    # across: the jaw's width above the chin, the neck's below it (the shoulders never move)
-    off_centre = np.abs(gx - lips.centre)
-    jaw_x = 1 - _smoothstep(0.35 * w, 0.62 * w, off_centre)
-    neck_x = 1 - _smoothstep(0.16 * w, 0.3 * w, off_centre)
-    jaw_x += (neck_x - jaw_x) * _smoothstep(chin - 0.05 * h, chin + 0.1 * h, gy)
-    central = np.sqrt(profile)  # 1 mid-mouth, 0 at the corners and over the cheeks
-    ramp_from = line + central * (0.75 * face.lip_height + 1)  # the lower lip itself moves as one
-    ramp_to = chin + (1 - central) * 0.15 * h  # the cheeks stretch over a taller band
-    lower = profile + (jaw_x - profile) * _smoothstep(ramp_from, ramp_to, gy)
-    neck_end = min(chin + 0.4 * h, y1 - margin - 1)
-    lower *= 1 - _smoothstep(chin, max(neck_end, chin + 1), gy)
-    upper = profile * _smoothstep(face.nose[1], line - 0.55 * face.lip_height, gy)
-    jaw = np.where(gy >= line, (1 - UPPER_LIP_LIFT) * lower, -UPPER_LIP_LIFT * upper) * edge * person
+    jaw = _jaw_field(face, lips.centre, line, profile, gx, gy, y1 - margin - 1) * edge * person
     jaw = np.where(np.abs(jaw) < 0.01, 0, jaw).astype(np.float32)
     mw = face.mouth_width
     spread = (gx - lips.centre) * np.exp(-(((gx - lips.centre) / (0.8 * mw)) ** 2 + ((gy - line) / (0.6 * mw)) ** 2))
@@ -464,6 +448,28 @@ def _make_rig(name: str, face: FaceGeometry, stage: np.ndarray, region: tuple[in
     return _Rig(name, face, (x0, y0, x1, y1), (x0 + mx0, y0 + my0, x0 + mx1, y0 + my1), crop(gx - x0),
                 crop(gy - y0), crop(head), crop(spread), jaw, jaw_box, lips,
                 _mouth_box(lips, face, max_drop, (x0, y0, x1, y1)), max_drop, lid_colours)
+
+
+def _jaw_field(face: FaceGeometry, centre: float, line: np.ndarray, profile: np.ndarray, gx: np.ndarray,
+               gy: np.ndarray, lowest: float) -> np.ndarray:
+    """Downward shift per pixel of jaw drop. Below the lip line the lower lip drops with its share of
+    the opening, the chin and jaw with all of it, the neck stretching below (never lower than
+    `lowest`); above it the upper lip lifts a little. Across the mouth the field steps at the lip line
+    (the lips part there); beyond the corners it is smooth."""
+    _, _, w, h = face.box
+    chin = face.chin[1]
+    # across: the jaw's width above the chin, the neck's below it (the shoulders never move)
+    off_centre = np.abs(gx - centre)
+    jaw_x = 1 - _smoothstep(0.35 * w, 0.62 * w, off_centre)
+    neck_x = 1 - _smoothstep(0.16 * w, 0.3 * w, off_centre)
+    jaw_x += (neck_x - jaw_x) * _smoothstep(chin - 0.05 * h, chin + 0.1 * h, gy)
+    central = np.sqrt(profile)  # 1 mid-mouth, 0 at the corners and over the cheeks
+    ramp_from = line + central * (0.75 * face.lip_height + 1)  # the lower lip itself moves as one
+    ramp_to = chin + (1 - central) * 0.15 * h  # the cheeks stretch over a taller band
+    lower = profile + (jaw_x - profile) * _smoothstep(ramp_from, ramp_to, gy)
+    lower *= 1 - _smoothstep(chin, max(min(chin + 0.4 * h, lowest), chin + 1), gy)
+    upper = profile * _smoothstep(face.nose[1], line - 0.55 * face.lip_height, gy)
+    return np.where(gy >= line, (1 - UPPER_LIP_LIFT) * lower, -UPPER_LIP_LIFT * upper)
 
 
 def _bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -50,8 +50,12 @@ def audio_rate(path: Path) -> int:
     import re
     import subprocess
 
-    listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-                             capture_output=True, text=True, errors="replace").stderr
+    try:
+        listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
+                                 text=True, errors="replace", timeout=STALLED_S).stderr
+    except subprocess.TimeoutExpired:
+        raise InputError(Problem(f"could not be read within {STALLED_S:g} s", file=path,
+                                 hint="copy the recording to a local disk and try again")) from None
     found = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz", listing)
     if found is None:
         detail = listing.strip().splitlines()[-1:] or ["no audio stream"]
@@ -71,20 +75,56 @@ def decode_blocks(path: Path, rate: int, block: int) -> Iterator[np.ndarray]:
     # errors go to a file: a damaged recording can log more than a pipe holds while we read the samples
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
+    watchdog = _Watchdog(process, STALLED_S)
     try:
         while chunk := process.stdout.read(4 * block):
+            watchdog.poke()
             yield np.frombuffer(chunk, dtype=np.float32)
         if process.wait() != 0:
+            if watchdog.fired:
+                raise InputError(Problem(f"gave no audio for {STALLED_S:g} s: is it a file that is still being "
+                                         "written, or on a drive that stopped answering?", file=path,
+                                         hint="copy the recording to a local disk and try again"))
             log.seek(0)
             errors = log.read().decode(errors="replace").strip()
             raise InputError(Problem(f"cannot decode audio: {(errors.splitlines() or ['unknown error'])[-1]}",
                                      file=path, hint="convert it to WAV or another format ffmpeg reads"))
     finally:
+        watchdog.stop()
         if process.poll() is None:  # the consumer stopped early: ffmpeg must not wait on a full pipe
             process.kill()
         process.wait()
         process.stdout.close()
         log.close()
+
+
+STALLED_S = 60.0  # a decoder that delivers nothing for this long is stopped
+
+
+class _Watchdog:
+    """Kills a process that makes no progress for `seconds` (each `poke` is progress)."""
+
+    def __init__(self, process, seconds: float):
+        self.process, self.seconds, self.fired = process, seconds, False
+        self.timer = None
+        self.poke()
+
+    def poke(self) -> None:
+        import threading
+
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = threading.Timer(self.seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def stop(self) -> None:
+        self.timer.cancel()
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

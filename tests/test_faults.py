@@ -276,3 +276,16 @@ def test_validate_reports_every_problem_in_one_pass(tmp_path):
     _refused(result, ":1:1: vidoe: unknown field", ":3:", "rate", ":4:", "nosuchvoice", ":5:", "pich", "alsonot",
              ":9:", "unknown line field 'pauze'", "did you mean 'pause'", ":11:", "unknown speaker 'dan'")
     assert "field 'ana'" not in result.stderr and "field(s) ana" not in result.stderr
+
+
+def test_a_decoder_that_gets_no_audio_is_stopped(tmp_path, monkeypatch):
+    """A source that never delivers (here a pipe nobody writes to) ends in a clear message, not a hang."""
+    from talkstudio import audio_io
+    from talkstudio.errors import InputError
+
+    os.mkfifo(tmp_path / "stalled.wav")
+    monkeypatch.setattr(audio_io, "STALLED_S", 1.0)
+    started = time.monotonic()
+    with pytest.raises(InputError, match="gave no audio for 1 s"):
+        list(audio_io.decode_blocks(tmp_path / "stalled.wav", 16000, 4096))
+    assert time.monotonic() - started < 15

@@ -48,7 +48,35 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-class FrameSink:
+class _FfmpegFile:
+    """One file an ffmpeg process writes under a temporary name of this process's own; it appears
+    under its name (flushed, and sealed when it is a cache entry) only when ffmpeg succeeded."""
+
+    def __init__(self, target: Path, arguments: list[str], sealed: bool = False, **popen):
+        self.target, self.sealed = Path(target), sealed
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = self.target.with_name(f"{temp_prefix(self.target)}{threading.get_ident()}.part")
+        self.process = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                                         *arguments, str(self.temp)], stderr=subprocess.PIPE, **popen)
+
+    def _complete(self, stderr: bytes, what: str) -> None:
+        """Move the finished file into place, or raise EncodeError with ffmpeg's own complaint."""
+        if self.process.returncode != 0:
+            raise EncodeError(f"ffmpeg failed encoding {what}: {stderr.decode(errors='replace')[-600:]}")
+        _flush(self.temp)
+        if self.sealed:
+            seal(self.target, self.temp)
+        os.replace(self.temp, self.target)
+        remove_abandoned_temps(self.target)
+
+    def abort(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.temp.unlink(missing_ok=True)
+
+
+class FrameSink(_FfmpegFile):
     """One partial movie file being encoded: frames go in one at a time; the file appears when closed.
 
     Frames are converted to yuv420p here (OpenCV's conversion equals ffmpeg's default BT.601
@@ -57,13 +85,9 @@ class FrameSink:
 
     def __init__(self, target: Path, fps: float, size: tuple[int, int], sealed: bool = False):
         width, height = size
-        self.target, self.sealed = Path(target), sealed
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = self.target.with_name(f"{temp_prefix(self.target)}{threading.get_ident()}.part")
-        command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                   "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", _rate(fps), "-i", "-",
-                   *VIDEO_CODEC_ARGS, "-an", "-f", "mp4", str(self.temp)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        super().__init__(target, ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
+                                  "-r", _rate(fps), "-i", "-", *VIDEO_CODEC_ARGS, "-an", "-f", "mp4"],
+                         sealed, stdin=subprocess.PIPE)
         _widen_pipe(self.process.stdin)
 
     def write(self, frame: np.ndarray) -> None:
@@ -83,21 +107,9 @@ class FrameSink:
                 pass
             stderr = self.process.stderr.read()
             self.process.wait()
-            if self.process.returncode != 0:
-                raise EncodeError(f"ffmpeg failed encoding {self.target.name}: {stderr.decode(errors='replace')[-600:]}")
-            _flush(self.temp)
-            if self.sealed:
-                seal(self.target, self.temp)
-            os.replace(self.temp, self.target)
-            remove_abandoned_temps(self.target)
+            self._complete(stderr, self.target.name)
         finally:
             self.abort()
-
-    def abort(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.temp.unlink(missing_ok=True)
 
 
 def _flush(path: Path) -> None:
@@ -179,34 +191,21 @@ def _rate(fps: float) -> str:
     return f"{fraction.numerator}/{fraction.denominator}"
 
 
-class AudioEncoding:
+class AudioEncoding(_FfmpegFile):
     """The mix encoded to AAC in a background ffmpeg while the picture is drawn, so that joining
     the video at the end only copies streams. The file appears (atomically) when `wait` returns."""
 
     def __init__(self, mix: Path, target: Path):
-        self.target = Path(target)
-        self.temp = self.target.with_name(f"{temp_prefix(self.target)}{threading.get_ident()}.part")
-        command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(mix),
-                   *AUDIO_CODEC_ARGS, "-f", "mp4", str(self.temp)]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+        super().__init__(target, ["-i", str(mix), *AUDIO_CODEC_ARGS, "-f", "mp4"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def wait(self) -> Path:
         try:
             _, stderr = self.process.communicate()
-            if self.process.returncode != 0:
-                raise EncodeError(f"ffmpeg failed encoding the mix: {stderr.decode(errors='replace')[-600:]}")
-            _flush(self.temp)
-            os.replace(self.temp, self.target)
+            self._complete(stderr, "the mix")
             return self.target
         finally:
             self.abort()
-
-    def abort(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.temp.unlink(missing_ok=True)
 
 
 def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target: Path,

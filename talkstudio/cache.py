@@ -42,6 +42,13 @@ def content_key(parts: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def pixels_digest(image) -> str:
+    """SHA-256 of an array's bytes (an image's pixels, a mask), for keys made from picture content."""
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
 _digests: dict[tuple[str, int, int], str] = {}
 
 

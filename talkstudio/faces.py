@@ -232,16 +232,13 @@ class FaceCache:
     def people(self, image: np.ndarray) -> np.ndarray | None:
         """Where people are in the image (uint8, 255 on a person; scaled down for a large image),
         remembered by content; None without mediapipe."""
-        import hashlib
-
         if self.cache is None:
             return people_mask(image) if _models_or_none() else None
         import cv2
 
-        from talkstudio.cache import atomic_write, content_key
+        from talkstudio.cache import atomic_write, content_key, pixels_digest
 
-        key = content_key({"version": PEOPLE_VERSION, "shape": list(image.shape),
-                           "image": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()})
+        key = content_key({"version": PEOPLE_VERSION, "shape": list(image.shape), "image": pixels_digest(image)})
         stored = self.cache.lookup("people", key, ".png")
         if stored is not None:  # a mask that does not decode is made again
             mask = cv2.imread(str(stored), cv2.IMREAD_GRAYSCALE)
@@ -250,7 +247,7 @@ class FaceCache:
         if _models_or_none() is None:
             return None
         mask = people_mask(image)
-        ok, encoded = cv2.imencode(".png", mask)
+        _, encoded = cv2.imencode(".png", mask)
         with atomic_write(self.cache.path("people", key, ".png"), sealed=True) as f:
             f.write(encoded.tobytes())
         return mask
@@ -258,13 +255,12 @@ class FaceCache:
     def get(self, image: np.ndarray, task: dict, compute) -> list[FaceGeometry]:
         if self.cache is None:
             return compute()
-        import hashlib
         import json
 
-        from talkstudio.cache import atomic_write, content_key
+        from talkstudio.cache import atomic_write, content_key, pixels_digest
 
         key = content_key({"version": FACES_VERSION, "task": task, "shape": list(image.shape),
-                           "image": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()})
+                           "image": pixels_digest(image)})
         stored = self.cache.lookup("faces", key, ".json")
         if stored is not None:
             return [FaceGeometry(**_tuples(d)) for d in json.loads(stored.read_text())]
@@ -282,8 +278,6 @@ def _tuples(d: dict) -> dict:
 
 
 PEOPLE_VERSION = "mediapipe-selfie-0-2"  # 2: at most PEOPLE_MASK_SIDE
-
-
 PEOPLE_MASK_SIDE = 640  # the model reads 256x256: a larger mask only costs memory and time
 
 

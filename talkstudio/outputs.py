@@ -53,14 +53,18 @@ WORK_FILES = ("mix.wav", "mix.m4a", "cues.json", "stages.json", "subtitles-burne
 WORK_FOLDERS = ("tracks",)
 
 
+def check_output_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(Problem(f"output path {folder} exists and is not a folder",
+                                 hint="choose another -o, or remove the file"))
+
+
 def claim_folder(folder: Path, made_by: str, inputs: Iterable[Path] = ()) -> None:
     """Make `folder` the tool's own before anything is written into it: create it with a marker, or
     accept it when it carries one (or an earlier version's manifest) or is empty. A folder of the
     user's (files and no marker) is refused, and so is any input where the tool writes its own files."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(Problem(f"the output folder {folder} exists and is not a folder",
-                                 hint="choose another -o, or remove the file"))
+    check_output_folder(folder)
     inputs = [Path(p) for p in inputs if p is not None]
     refuse_inputs_as_outputs([folder / name for name in WORK_FILES], inputs)
     within = [p for p in inputs for sub in WORK_FOLDERS if p.resolve().is_relative_to((folder / sub).resolve())]
@@ -77,6 +81,21 @@ def claim_folder(folder: Path, made_by: str, inputs: Iterable[Path] = ()) -> Non
                 hint="choose another -o, or empty that folder"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text(f"made by talkstudio {made_by}; talkstudio writes in this folder\n")
+
+
+def claim_video_outputs(target: Path, inputs: Iterable[Path], made_by: str):
+    """Before a video is made: neither it, its subtitle sidecars nor its work folder may be an input,
+    and the work folder must be the tool's; returns the lock to hold while writing them."""
+    target = Path(target)
+    work_dir = target.with_suffix("")
+    inputs = list(inputs)
+    refuse_inputs_as_outputs([target, work_dir, *(target.with_suffix(f".{kind}") for kind in SUBTITLE_KINDS)],
+                             inputs)
+    claim_folder(work_dir, made_by, inputs)
+    return output_lock(work_dir, target)
+
+
+SUBTITLE_KINDS = ("srt", "vtt", "ass")  # the sidecars written beside a video
 
 
 @contextmanager

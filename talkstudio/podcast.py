@@ -588,8 +588,8 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     from talkstudio.assemble import assemble
     from talkstudio.chunks import render_chunks
     from talkstudio.generators import GENERATORS, get_generator
-    from talkstudio.outputs import claim_folder, output_lock, refuse_inputs_as_outputs, require_suffix
-    from talkstudio.render import RenderOptions, check_output_folder, load_generator, render_settings, write_stages
+    from talkstudio.outputs import check_output_folder, claim_video_outputs, require_suffix
+    from talkstudio.render import RenderOptions, load_generator, render_settings, write_stages
     from talkstudio.stage import build_stage
     from talkstudio.subtitles import write_subtitles
     from talkstudio.transcript import Alignment, align, read_transcript
@@ -626,10 +626,7 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
 
     inputs = [cast_file, *(path for _, path in tracks), transcript,
               episode.soundtrack if isinstance(episode.soundtrack, Path) else None, *screenplay.input_files()]
-    refuse_inputs_as_outputs([target, work_dir, *(target.with_suffix(f".{k}") for k in ("srt", "vtt", "ass"))],
-                             inputs)
-    claim_folder(work_dir, "podcast", inputs)
-    with output_lock(work_dir, target):
+    with claim_video_outputs(target, inputs, "podcast"):
         # 2. the stage: the hosts' picture, and whose face is where
         stage = build_stage(screenplay, screenplay.scenes[0], cache)
         write_stages(work_dir / "stages.json", screenplay, [stage])

@@ -52,18 +52,14 @@ class VideoResult:
     up_to_date: bool = False
 
 
-def check_output_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise InputError(Problem(f"output path {folder} exists and is not a folder",
-                                 hint="choose another -o, or remove the file"))
-
-
 def screenplay_inputs(screenplay) -> list[Path]:
     """Every file a render reads that belongs to the user: never an output."""
     return [screenplay.file, *screenplay.input_files()]
 
 
 def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) -> AudioResult:
+    from talkstudio.outputs import check_output_folder, claim_folder, output_lock
+
     out_dir = Path(out_dir)
     check_output_folder(out_dir)
     # 0. nothing to do when the outputs were made from exactly these inputs
@@ -73,7 +69,6 @@ def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) 
             reporter.info(f"{out_dir}: up to date (inputs unchanged); --no-cache redoes it")
             return AudioResult(out_dir, cues, up_to_date=True)
 
-    from talkstudio.outputs import claim_folder, output_lock
     from talkstudio.screenplay import load_screenplay
 
     # 1. parse and check everything before any work starts; the folder must be ours to write
@@ -125,13 +120,12 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
                  options: RenderOptions | None = None) -> VideoResult:
     options = options or RenderOptions()
     target = Path(target)
+    from talkstudio.outputs import SUBTITLE_KINDS, check_output_folder, claim_video_outputs, require_suffix
+
     work_dir = target.with_suffix("")
     check_output_folder(work_dir)
     settings = render_settings(options)
-    subtitle_paths = {kind: target.with_suffix(f".{kind}") for kind in ("srt", "vtt", "ass")}
-
-    from talkstudio.outputs import claim_folder, output_lock, refuse_inputs_as_outputs, require_suffix
-
+    subtitle_paths = {kind: target.with_suffix(f".{kind}") for kind in SUBTITLE_KINDS}
     require_suffix(target, (".mp4",))
     # 0. nothing to do when the video was made from exactly these inputs and settings
     if video_up_to_date(script, target, cache, options):
@@ -146,10 +140,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
     # 1. parse and check everything before any work starts: no output may be an input, and the
     # work folder must be ours; one run at a time writes this output
     screenplay = load_screenplay(script)
-    inputs = screenplay_inputs(screenplay)
-    refuse_inputs_as_outputs([target, *subtitle_paths.values(), work_dir], inputs)
-    claim_folder(work_dir, "render", inputs)
-    with output_lock(work_dir, target):
+    with claim_video_outputs(target, screenplay_inputs(screenplay), "render"):
         return _render_video(screenplay, target, work_dir, subtitle_paths, cache, reporter, options, settings)
 
 
@@ -173,12 +164,9 @@ def _render_video(screenplay, target: Path, work_dir: Path, subtitle_paths: dict
     preload_meter()
     with ThreadPoolExecutor(1, thread_name_prefix="stages") as pool:
         building = pool.submit(lambda: [build_stage(screenplay, scene, cache) for scene in screenplay.scenes])
-        try:
-            audio, timeline = _speak_and_lay_out(screenplay, work_dir, cache, reporter)
-            timings["audio"] = time.perf_counter() - clock
-            stages = building.result()
-        finally:
-            building.cancel()
+        audio, timeline = _speak_and_lay_out(screenplay, work_dir, cache, reporter)
+        timings["audio"] = time.perf_counter() - clock
+        stages = building.result()
     with reporter.task("stages", len(stages)) as advance:
         for stage in stages:
             for warning in stage.warnings:

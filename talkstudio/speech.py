@@ -8,10 +8,9 @@ not part of the key: turning a character up re-synthesises nothing.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import io
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -73,8 +72,6 @@ _held: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
 class RecordingOnDisk:
     """A recorded line's samples (float32 at the timeline rate) read from its cache file only where
     sliced: a two-hour recording costs no more memory than the block being mixed."""
-
-    nbytes = 0  # holds no samples itself
 
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkstudio.cache import content_key, file_digest
+from talkstudio.cache import content_key, file_digest, pixels_digest
 from talkstudio.errors import InputError, Problem
 from talkstudio.faces import FaceCache, FaceGeometry, InsightFace, face_in_box
 from talkstudio.screenplay import COLOUR_PATTERN, Scene, Screenplay
@@ -71,17 +71,11 @@ def build_stage(screenplay: Screenplay, scene: Scene, cache=None) -> Stage:
         people = _at_size(faces_cache.people(image), size)
     else:
         image, faces, regions, people = _composed_stage(screenplay, scene, characters, size, faces_cache, warnings)
-    key = content_key({"version": STAGE_VERSION, "image": content_key({"pixels": _digest(image)}),
+    key = content_key({"version": STAGE_VERSION, "image": content_key({"pixels": pixels_digest(image)}),
                        "faces": {k: v.as_dict() for k, v in faces.items()},
                        "regions": {k: list(v) for k, v in regions.items()},
-                       "people": None if people is None else _digest(people)})
+                       "people": None if people is None else pixels_digest(people)})
     return Stage(image, faces, key, regions, people, warnings)
-
-
-def _digest(image: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
 def load_image(path: Path) -> np.ndarray:

@@ -24,6 +24,7 @@ from talkstudio.batch.template import Episode, prepare_episodes
 from talkstudio.cache import Cache, atomic_write
 from talkstudio.errors import InputError, Problem
 from talkstudio.interrupts import stop_if_interrupted
+from talkstudio.outputs import check_output_folder
 from talkstudio.progress import Reporter
 from talkstudio.render import RenderOptions, video_up_to_date
 
@@ -154,8 +155,7 @@ def _check_settings(settings: BatchSettings, out_dir: Path) -> None:
     if settings.ray and settings.gpus:
         raise InputError(Problem("--gpus is for local workers; Ray gives each unit a GPU itself", field="--gpus",
                                  hint="leave out --gpus with --ray"))
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(Problem(f"output path {out_dir} exists and is not a folder", hint="choose another -o"))
+    check_output_folder(out_dir)
 
 
 def _first_outcome(episode: Episode, cache: Cache, options: RenderOptions) -> Outcome:

@@ -153,7 +153,7 @@ def _start_worker(parent: int, devices, pinned: bool) -> None:
     sys.unraisablehook = _exit_on_swallowed_stop
     if pinned:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    _exit_with_parent(parent)
 
 
 _running = threading.Event()  # set while this worker renders a unit
@@ -162,6 +162,7 @@ _running = threading.Event()  # set while this worker renders a unit
 def _exit_cleanly(signum: int, frame) -> None:
     if not _running.is_set():  # idle: nothing half-written, and an exception here would only print a traceback
         os._exit(128 + signum)
+    threading.Timer(STOP_GRACE_S, os._exit, (128 + signum,)).start()  # in case the SystemExit is swallowed
     raise SystemExit(128 + signum)
 
 
@@ -187,12 +188,30 @@ def _run_in_worker(unit: Unit) -> dict:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A killed batch must not leave workers rendering on: a re-run would render the same episodes twice."""
+    """A killed batch must not leave workers rendering on: a re-run would render the same episodes twice.
+
+    Linux tells a child the moment its parent dies (a unit takes well under a second on small
+    episodes, so polling let a worker finish several more); elsewhere a thread polls.
+    """
+    if _signal_on_parent_death(signal.SIGTERM) and os.getppid() == parent:
+        return
+    threading.Thread(target=_poll_parent, args=(parent,), daemon=True).start()
+
+
+def _signal_on_parent_death(signum: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(pr_set_pdeathsig, signum, 0, 0, 0) == 0
+
+
+def _poll_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_S)
     os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(STOP_GRACE_S)  # in case the SystemExit was swallowed somewhere
-    os._exit(1)
 
 
 class RayPool:

@@ -486,14 +486,15 @@ def voices(
 @app.command()
 def doctor(
     models: Annotated[Optional[Path], typer.Option("--models", help="AnyTalker model folder (default: $TALKSTUDIO_MODELS)")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="also say what the Ray cluster at HOST:PORT (or auto) exposes: who can reach its nodes, whether it asks for a token")] = None,
 ) -> None:
     """Say which backends, voices and extras (podcast detection, Ray) this machine can use, and why not."""
-    from talkstudio.doctor import checks
+    from talkstudio.doctor import checks, ray_exposure
 
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("check", "", "detail"):
         table.add_column(column, overflow="fold")
-    for check in checks(models):
+    for check in checks(models) + (ray_exposure(ray) if ray else []):
         table.add_row(check.name, "[green]ok[/green]" if check.ok else "[red]no[/red]", escape(check.detail))
     out.print(table)
     _print_backend_options()

@@ -103,3 +103,56 @@ def _locate(name: str, root: Path) -> None:
         from talkstudio.generators.multitalk.models import locate
 
         locate(root, name)
+
+
+def ray_exposure(address: str) -> list[Check]:
+    """What the Ray cluster at `address` exposes: who can reach its nodes, and whether it asks for a token.
+
+    Ray runs any code a client sends it, so a cluster reachable from a network without token
+    authentication lets anyone on that network run programs on every node.
+    """
+    from talkstudio.batch.runners import RayPool
+
+    pool = RayPool(address, 1)
+    try:
+        nodes = sorted({node["NodeManagerAddress"] for node in pool.ray.nodes() if node["Alive"]})
+        dashboard = _dashboard_url()
+    finally:
+        pool.close()
+    token = _token_authentication()
+    found = [Check(f"ray node {node}", _reach(node) == "this machine only" or token,
+                   f"reachable from {_reach(node)}") for node in nodes]
+    found.append(Check("ray authentication", token, "token required (RAY_AUTH_MODE=token)" if token else
+                       "none: anyone who reaches a node can run code on it; enable token authentication "
+                       "(ray get-auth-token --generate, RAY_AUTH_MODE=token on every node) or keep it on loopback"))
+    if dashboard:
+        found.append(Check("ray dashboard", token or _reach(dashboard) == "this machine only",
+                           f"{dashboard}: shows jobs and logs, and takes job submissions"))
+    return found
+
+
+def _reach(host: str) -> str:
+    import ipaddress
+
+    bare = host.split("://")[-1].split("/")[0]
+    if bare.count(":") == 1 or bare.startswith("["):  # HOST:PORT or [IPv6]:PORT
+        bare = bare.rsplit(":", 1)[0].strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return f"wherever '{host}' resolves"
+    if address.is_loopback:
+        return "this machine only"
+    return "the local network" if address.is_private else "the internet"
+
+
+def _dashboard_url() -> str:
+    from ray._private import worker
+
+    return getattr(worker.global_worker.node, "webui_url", "") or ""
+
+
+def _token_authentication() -> bool:
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    return get_authentication_mode() == AuthenticationMode.TOKEN

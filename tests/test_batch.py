@@ -15,10 +15,11 @@ import pytest
 from conftest import ROOT, run_cli, start_cli
 from talkstudio.batch import BatchSettings, check_batch, run_batch
 from talkstudio.batch.rows import read_rows
+from talkstudio.batch.runners import RayPool, Unit
 from talkstudio.cache import Cache
 from talkstudio.errors import InputError
 from talkstudio.progress import Reporter
-from talkstudio.render import render_video
+from talkstudio.render import RenderOptions, render_video
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -306,10 +307,89 @@ def test_a_local_ray_instance_runs_the_same_units(series, tmp_path):
     assert _report(tmp_path / "out")["q1"]["workers"]
 
 
+def test_a_local_ray_instance_listens_on_loopback_only(tmp_path):
+    pytest.importorskip("ray")
+    pool = RayPool("local", 1)
+    try:
+        missing = tmp_path / "missing.yaml"
+        result = pool.result(pool.submit(Unit("e", missing, tmp_path / "e.mp4", tmp_path / "cache", RenderOptions())))
+        assert not result["ok"] and result["worker"]  # a worker ran it, so it listens too
+        addresses = _listening_addresses(_descendants(os.getpid()))
+    finally:
+        pool.close()
+    assert addresses and all(address.is_loopback for address in addresses), addresses
+
+
+def test_doctor_says_what_a_ray_cluster_exposes(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        node = ray.nodes()[0]["NodeManagerAddress"]
+        doctor = run_cli("doctor", "--ray", address)
+    finally:
+        ray.shutdown()
+    assert doctor.returncode == 0, doctor.stderr[-2000:]
+    lines = doctor.stdout.splitlines()
+    assert any(f"ray node {node}" in line and "reachable from" in line for line in lines)
+    authentication = next(line for line in lines if "ray authentication" in line)
+    token = os.environ.get("RAY_AUTH_MODE", "token") == "token"  # Ray asks for one unless told not to
+    assert ("token required" in authentication) == token
+
+
+def test_ray_exposure_names_who_can_reach_an_address():
+    from talkstudio.doctor import _reach
+
+    assert _reach("127.0.0.1") == _reach("::1") == "this machine only"
+    assert _reach("10.1.2.3") == _reach("http://192.168.0.2:8265") == "the local network"
+    assert _reach("8.8.8.8") == "the internet"
+    assert _reach("head.example.org") == "wherever 'head.example.org' resolves"
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return found - {root}
+
+
+def _listening_addresses(pids: set[int]) -> list:
+    """The local addresses of the TCP sockets that `pids` listen on, from /proc (no `ss` needed)."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    addresses = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: listening
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                native = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # words in host order
+                address = ipaddress.ip_address(native)
+                addresses.append(getattr(address, "ipv4_mapped", None) or address)
+    return addresses
+
+
 def test_on_ray_a_gpu_backends_units_share_one_process_per_gpu(write_script, tmp_path):
     """A GPU backend's models load once per GPU: Ray keeps the worker process that holds the GPU."""
     ray = pytest.importorskip("ray")
-    from talkstudio.batch.runners import RayPool, Unit
+    from talkstudio.batch.runners import RayPool, Unit, Unit
     from talkstudio.render import RenderOptions
 
     script = write_script("cast: {ana: {voice: ava}}\nscenes:\n  - lines: [{ana: Hello there.}]\n")
@@ -333,7 +413,7 @@ def test_on_ray_a_gpu_backends_units_share_one_process_per_gpu(write_script, tmp
 
 def test_on_ray_a_gpu_backend_needs_a_cluster_with_gpus(tmp_path):
     ray = pytest.importorskip("ray")
-    from talkstudio.batch.runners import RayPool
+    from talkstudio.batch.runners import RayPool, Unit
 
     ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:

@@ -19,7 +19,7 @@ import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from talkstudio.render import RenderOptions, render_scene_chunks, render_video
 
 PARENT_POLL_S = 0.5  # how soon a worker notices that its batch was killed
 STOP_GRACE_S = 5.0  # a stopped worker's time to clean up before it is ended regardless
+LOOPBACK = "127.0.0.1"
 WAIT_POLL_S = 0.5  # the longest a batch waits on its units before looking for a dropped Ctrl-C
 
 
@@ -245,10 +246,21 @@ class RayPool:
             _check_reachable(address)
         options = {"num_cpus": workers} if address == "local" else {"address": address}
         try:
-            self.ray.init(**options, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            with _loopback_only() if address == "local" else nullcontext():
+                self.ray.init(**options, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         except ConnectionError as error:
             raise InputError(Problem(f"cannot reach the Ray cluster at '{address}': {error}",
                                      hint="start one with `ray start --head`, or use --ray local")) from None
+        if address == "local":
+            self._refuse_unless_loopback()
+
+    def _refuse_unless_loopback(self) -> None:
+        exposed = sorted({node["NodeManagerAddress"] for node in self.ray.nodes()} - {LOOPBACK})
+        if exposed:
+            self.ray.shutdown()
+            raise InputError(Problem(f"the local Ray instance would listen on {', '.join(exposed)}, not only on "
+                                     f"{LOOPBACK}; Ray runs any code it is sent, so it was stopped", field="--ray",
+                                     hint="use local workers (leave out --ray), or a cluster of your own"))
 
     def submit(self, unit: Unit):
         return self.remote.options(num_cpus=1, num_gpus=1 if unit.gpu else 0).remote(unit)
@@ -269,6 +281,30 @@ class RayPool:
     def close(self) -> None:
         if self.owned:
             self.ray.shutdown()
+
+
+@contextmanager
+def _loopback_only():
+    """A Ray instance started here listens on 127.0.0.1 only: Ray runs whatever code it is sent.
+
+    Ray binds its servers to the network when it believes it may be a cluster, which on Linux it
+    always does, and turns an explicit 127.0.0.1 into the machine's address; its single-machine
+    setting (named for Windows and macOS) is what keeps every server on loopback. The processes
+    Ray starts read it from the environment, the driver from the constant read at import.
+    """
+    from ray._private import ray_constants
+
+    saved = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved[0]
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
 
 
 def _check_reachable(address: str) -> None:

@@ -60,7 +60,8 @@ def validate(scripts: Annotated[list[Path], typer.Argument(help="screenplay YAML
     Every problem is listed with file:line:column, the field and how to fix it.
     Exit code 0 when all are fine, 2 when any is not.
     """
-    from talkstudio.screenplay import load_screenplay
+    from talkstudio.checks import load_screenplay
+    from talkstudio.generators import frame_rate
 
     failed = []
     for script in scripts:
@@ -71,7 +72,7 @@ def validate(scripts: Annotated[list[Path], typer.Argument(help="screenplay YAML
             continue
         lines = sum(len(scene.lines) for scene in s.scenes)
         out.print(f"[green]ok[/green] {escape(str(script))}: '{escape(s.title)}', {len(s.cast)} characters, "
-                  f"{len(s.scenes)} scenes, {lines} lines, backend {s.video.backend} at {s.fps:g} fps",
+                  f"{len(s.scenes)} scenes, {lines} lines, backend {s.video.backend} at {frame_rate(s.video):g} fps",
                   highlight=False, soft_wrap=True)
     if failed:
         raise InputError([problem for error in failed for problem in error.problems])
@@ -403,7 +404,6 @@ def say(
     """Audition a voice: speak TEXT into a WAV file (and play it), as a screenplay line would sound."""
     from talkstudio.audition import cast_voice, delivery_hints, play, say as speak
     from talkstudio.cache import Cache
-
     from talkstudio.outputs import refuse_inputs_as_outputs, require_suffix
 
     require_suffix(output, (".wav",))
@@ -520,9 +520,10 @@ def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to a file instead of stdout")] = None,
 ) -> None:
     """Print the JSON Schema of the screenplay format (for editor autocompletion and checks)."""
+    from talkstudio.generators import GENERATORS
     from talkstudio.screenplay import json_schema
 
-    text = json.dumps(json_schema(), indent=2)
+    text = json.dumps(json_schema(list(GENERATORS)), indent=2)
     if output:
         output.write_text(text + "\n")
     else:

@@ -8,7 +8,7 @@ Run: python benchmarks/bench_espeak.py
 import time
 from pathlib import Path
 
-from talkstudio.screenplay import load_screenplay
+from talkstudio.checks import load_screenplay
 from talkstudio.voices import get_engine
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,8 @@ timed apart. Run: python benchmarks/bench_voices.py
 import time
 from pathlib import Path
 
-from talkstudio.screenplay import Voice, load_screenplay
+from talkstudio.checks import load_screenplay
+from talkstudio.screenplay import Voice
 from talkstudio.voices import engine_names, get_engine
 
 ROOT = Path(__file__).resolve().parent.parent

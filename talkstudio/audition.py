@@ -33,7 +33,8 @@ def cast_voice(script: Path | None, character: str | None, overrides: dict):
     the command's options alone; `overrides` (only the options given) win either way."""
     from pydantic import ValidationError
 
-    from talkstudio.screenplay import Voice, load_screenplay
+    from talkstudio.checks import load_screenplay
+    from talkstudio.screenplay import Voice
 
     if character and not script:
         raise InputError(Problem("--character needs --script, the screenplay that casts it"))

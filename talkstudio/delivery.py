@@ -12,7 +12,7 @@ subtitles keep the written text, and word timings are mapped back to the written
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 # words a writer puts in a parenthetical or a `delivery:` string, and what they set
@@ -99,8 +99,6 @@ def _lexicon_pattern(keys: tuple[str, ...]) -> re.Pattern:
 
 def restore_words(words: list, respellings: list[Respelling]) -> list:
     """Word timings of the spoken text with each respelling's words merged back into the written word."""
-    from talkstudio.voices import Word
-
     if not respellings:
         return words
     restored, pending = [], list(respellings)
@@ -110,7 +108,7 @@ def restore_words(words: list, respellings: list[Respelling]) -> list:
             spoken = _tokens(pending[0].spoken)
             found = [_token(w.text) for w in words[i:i + len(spoken)]]
             if spoken and found == spoken:
-                restored.append(Word(pending.pop(0).written, words[i].start, words[i + len(spoken) - 1].end))
+                restored.append(replace(words[i], text=pending.pop(0).written, end=words[i + len(spoken) - 1].end))
                 i += len(spoken)
                 continue
         restored.append(words[i])

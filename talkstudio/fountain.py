@@ -247,8 +247,8 @@ def _imported_before(path: Path) -> bool:
 
 def import_fountain(script: Path, cast_file: Path, output: Path) -> ImportResult:
     """Cast a Fountain script from a cast file and write it as a screenplay that load_screenplay accepts."""
+    from talkstudio.checks import load_screenplay
     from talkstudio.outputs import refuse_inputs_as_outputs, require_suffix
-    from talkstudio.screenplay import load_screenplay
     from talkstudio.sourcemap import load_yaml
 
     refuse_inputs_as_outputs([output], [script, cast_file])

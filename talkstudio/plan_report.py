@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from talkstudio.cache import Cache
+from talkstudio.checks import load_screenplay
 from talkstudio.errors import InputError, Problem
-from talkstudio.generators import GENERATORS
+from talkstudio.generators import GENERATORS, frame_rate
 from talkstudio.plan import scene_plans
 from talkstudio.progress import Reporter
-from talkstudio.screenplay import load_screenplay
 from talkstudio.speech import speak_all, timeline_rate
 from talkstudio.stage import on_stage
 from talkstudio.timeline import build_timeline
@@ -32,7 +32,7 @@ def plan_report(script: Path, cache: Cache, backend: str | None, frame_num: int 
          "windows": [(c.start, c.frame_num) for c in chunks]}
         for scene, span, chunks in zip(screenplay.scenes, timeline.scenes, plans)
     ]
-    totals = {"title": screenplay.title, "backend": info.name, "fps": screenplay.fps,
+    totals = {"title": screenplay.title, "backend": info.name, "fps": frame_rate(screenplay.video),
               "frame_num": frame_num or info.frame_num, "motion_frames": info.motion_frames if info.chained else 0,
               "frames": timeline.frames, "chunks": sum(len(p) for p in plans)}
     return scenes, totals

@@ -39,10 +39,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from talkstudio import manifest
 from talkstudio.audio_io import audio_rate, decode_blocks
 from talkstudio.cache import Cache, atomic_write, content_key, file_digest
+from talkstudio.checks import screenplay_from_data
 from talkstudio.errors import InputError, Problem
+from talkstudio.generators import frame_rate
 from talkstudio.loudness import Loudness
 from talkstudio.progress import Reporter
-from talkstudio.screenplay import Screenplay, screenplay_from_data
+from talkstudio.screenplay import Screenplay
 from talkstudio.sourcemap import load_yaml
 from talkstudio.speech import Clip, store_clip
 from talkstudio.timeline import Cue, FrameClock, Timeline, cues_document, recorded_timeline, write_timeline
@@ -568,7 +570,7 @@ def measured_loudness(mix: Path, target_lufs: float, ceiling_dbtp: float) -> Lou
 
 
 def _cues(screenplay: Screenplay, tracks, regions, region_texts, rate: int) -> list[Cue]:
-    clock = FrameClock(rate, screenplay.fps)
+    clock = FrameClock(rate, frame_rate(screenplay.video))
     files = dict(tracks)
     found = sorted((start, end, name, index) for name, spans in regions.items()
                    for index, (start, end) in enumerate(spans))

@@ -69,7 +69,7 @@ def render_audio(script: Path, out_dir: Path, cache: Cache, reporter: Reporter) 
             reporter.info(f"{out_dir}: up to date (inputs unchanged); --no-cache redoes it")
             return AudioResult(out_dir, cues, up_to_date=True)
 
-    from talkstudio.screenplay import load_screenplay
+    from talkstudio.checks import load_screenplay
 
     # 1. parse and check everything before any work starts; the folder must be ours to write
     screenplay = load_screenplay(script)
@@ -135,7 +135,7 @@ def render_video(script: Path, target: Path, cache: Cache, reporter: Reporter,
             return VideoResult(target, work_dir, subtitle_paths, AudioResult(work_dir, cues, up_to_date=True),
                                up_to_date=True)
 
-    from talkstudio.screenplay import load_screenplay
+    from talkstudio.checks import load_screenplay
 
     # 1. parse and check everything before any work starts: no output may be an input, and the
     # work folder must be ours; one run at a time writes this output
@@ -224,9 +224,9 @@ def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, report
     to be rendered. Scenes are independent (no carry across a cut), so batch workers can render an
     episode's scenes at once; render_video then finds every chunk cached and only assembles."""
     options = options or RenderOptions()
+    from talkstudio.checks import load_screenplay
     from talkstudio.chunks import render_chunks
     from talkstudio.generators import GENERATORS, get_generator
-    from talkstudio.screenplay import load_screenplay
     from talkstudio.speech import speak_all, timeline_rate
     from talkstudio.stage import build_stage
     from talkstudio.timeline import build_timeline

@@ -1,10 +1,11 @@
-"""The screenplay: schema, loading, and every check that can run before any work.
+"""The screenplay: its schema, and parsing it with every check that needs nothing but the file.
 
-`load_screenplay(path)` parses the YAML (remembering line numbers), expands the
+`parse_screenplay(path)` reads the YAML (remembering line numbers), expands the
 shorthands (`- ana: Hello`), validates types and ranges with pydantic, then
-checks what pydantic cannot: speakers against the cast, files on disk, voices
-against their engines, ids. All problems are collected and raised together as
-one `InputError`, each naming file, line, column and field, and how to fix it.
+checks what pydantic cannot: speakers against the cast, files on disk, ids. Each
+problem names file, line, column and field, and how to fix it; they are handed
+on, not raised, so that `checks.load_screenplay` adds what needs the voice and
+backend registries and reports everything at once. This module imports neither.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import os
 import re
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema
 
 from talkstudio.errors import InputError, Problem
-from talkstudio.generators import DEFAULT_GENERATOR, GENERATORS
 from talkstudio.sourcemap import SourceMap, load_yaml
+
+DEFAULT_BACKEND = "puppet"
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 COLOUR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -102,7 +105,7 @@ class FaceSettings(_Model):
 class Video(_Model):
     size: Size = (832, 480)
     fps: float | None = Field(None, ge=1, le=120, strict=True, description="frame rate; default: the backend's own")
-    backend: str = Field(DEFAULT_GENERATOR, description="generator: " + ", ".join(GENERATORS))
+    backend: str = Field(DEFAULT_BACKEND, description="generator: see `talkstudio doctor`")
     seed: int = Field(0, ge=0, le=2**31 - 1, strict=True, description="seed for everything random in the picture")
     faces: FaceSettings = Field(default_factory=FaceSettings, description="how faces are found in images")
     colour_match: bool | None = Field(None, strict=True, description="pull each chunk's colours to the stage image "
@@ -196,10 +199,6 @@ class Screenplay(_Model):
         return self._file
 
     @property
-    def fps(self) -> float:
-        return self.video.fps or GENERATORS[self.video.backend].fps
-
-    @property
     def speakers(self) -> list[str]:
         """Cast ids in the order tracks are laid out."""
         return list(self.cast)
@@ -215,8 +214,17 @@ class Screenplay(_Model):
         return [p for p in candidates if p is not None]
 
 
-def load_screenplay(file: str | Path) -> Screenplay:
-    """Parse, validate and resolve a screenplay; raise InputError listing every problem."""
+@dataclass
+class Parsed:
+    """A screenplay as far as it could be read, with where each value was written and what is wrong."""
+
+    screenplay: Screenplay | None  # None when what is wrong leaves nothing to check further
+    source: SourceMap
+    problems: list[Problem]
+
+
+def parse_screenplay(file: str | Path) -> Parsed:
+    """Read, validate and resolve a screenplay file; a file that is not a screenplay at all raises InputError."""
     file = Path(file)
     data, source = load_yaml(file)
     if data is None:
@@ -225,12 +233,12 @@ def load_screenplay(file: str | Path) -> Screenplay:
     if not isinstance(data, dict):
         raise InputError(source.problem((), "the screenplay must be a mapping with cast: and scenes:",
                                         hint="see scripts_examples/ for the layout"))
-    return screenplay_from_data(data, source, file)
+    return parse_screenplay_data(data, source, file)
 
 
-def screenplay_from_data(data: dict, source: SourceMap, file: Path) -> Screenplay:
-    """Validate and resolve parsed screenplay data (e.g. built around a podcast's cast file); raise
-    InputError listing every problem at its place in `source`."""
+def parse_screenplay_data(data: dict, source: SourceMap, file: Path) -> Parsed:
+    """Validate and resolve parsed screenplay data (e.g. built around a podcast's cast file), each
+    problem at its place in `source`."""
     problems: list[Problem] = []
     data = _expand_shorthands(data, source, problems)
     screenplay = _validated_without_bad_values(data, source, problems)
@@ -239,9 +247,7 @@ def screenplay_from_data(data: dict, source: SourceMap, file: Path) -> Screenpla
         checker = _Checker(screenplay, source)
         checker.run()
         problems += checker.problems
-    if problems:
-        raise InputError(problems)
-    return screenplay
+    return Parsed(screenplay, source, problems)
 
 
 def _validated_without_bad_values(data: dict, source: SourceMap, problems: list[Problem]) -> Screenplay | None:
@@ -398,7 +404,7 @@ def _validation_problems(error: ValidationError, source: SourceMap, errors: list
             model = _model_at(loc[:-1])
             allowed = sorted(model.model_fields) if model else []
             message = f"unknown field '{loc[-1]}'"
-            hint = _suggest(str(loc[-1]), allowed, "allowed fields")
+            hint = suggest(str(loc[-1]), allowed, "allowed fields")
             problems.append(source.problem(loc, message, hint, prefer_key=True))
             continue
         if kind == "missing":
@@ -460,7 +466,7 @@ def _missing_hint(loc: tuple) -> str:
     return hints.get(str(loc[-1]), f"add '{loc[-1]}:'")
 
 
-def _suggest(word: str, choices: list[str], label: str) -> str:
+def suggest(word: str, choices: list[str], label: str) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     listing = f"{label}: {', '.join(choices)}" if choices else ""
     return (f"did you mean '{close[0]}'? " if close else "") + listing
@@ -482,11 +488,6 @@ class _Checker:
         s = self.s
         if s.title is None:
             s.title = s.file.stem
-        if s.video.backend not in GENERATORS:
-            self.fail(("video", "backend"), f"unknown backend '{s.video.backend}'",
-                      _suggest(s.video.backend, list(GENERATORS), "backends"))
-        elif s.video.options:
-            self._check_backend_options(GENERATORS[s.video.backend])
         if s.video.faces.insightface_root is not None:
             s.video.faces.insightface_root = self._file(("video", "faces", "insightface_root"),
                                                         s.video.faces.insightface_root, "model", folder_ok=True)
@@ -510,38 +511,12 @@ class _Checker:
                 character.image = self._file(path + ("image",), character.image, "image")
             self._resolve_voice_files(character.voice, path + ("voice",))
             character.voice = _merge_voices(defaults, character.voice)
-            self._check_voice(character.voice, path + ("voice",))
-
-    def _check_backend_options(self, info) -> None:
-        known = [option.name for option in info.options]
-        for name, value in self.s.video.options.items():
-            try:
-                info.parse_options({name: value})
-            except ValueError as error:
-                hint = None if name in known else _suggest(name, known, f"{info.name} options")
-                self.fail(("video", "options", name), str(error), hint, prefer_key=name not in known)
 
     def _resolve_voice_files(self, voice: Voice, path: tuple) -> None:
         if voice.model is not None:
             voice.model = self._file(path + ("model",), voice.model, "model", folder_ok=True)
         if voice.reference is not None:
             voice.reference = self._file(path + ("reference",), voice.reference, "audio")
-
-    def _check_voice(self, voice: Voice, path: tuple) -> None:
-        from talkstudio.voices import engine_names, get_engine
-
-        if voice.engine not in engine_names():
-            self.fail(path + ("engine",), f"unknown voice engine '{voice.engine}'",
-                      _suggest(voice.engine, engine_names(), "installed engines"))
-            return
-        try:
-            engine = get_engine(voice.engine)
-        except ImportError as e:
-            self.fail(path + ("engine",), f"voice engine '{voice.engine}' cannot load: {e}",
-                      f"install its extra: pip install 'talkstudio[{voice.engine}]'")
-            return
-        for message in engine.check(voice):
-            self.fail(path + ("id",), message)
 
     def _check_scenes(self) -> None:
         seen: dict[str, int] = {}
@@ -559,11 +534,11 @@ class _Checker:
                 scene.background = str(self._file(path + ("background",), Path(scene.background), "image"))
             for i, member in enumerate(scene.cast or []):
                 if member not in self.s.cast:
-                    self.fail(path + ("cast", i), f"'{member}' is not in the cast", _suggest(member, cast, "cast"))
+                    self.fail(path + ("cast", i), f"'{member}' is not in the cast", suggest(member, cast, "cast"))
             for member in scene.faces:
                 if member not in self.s.cast:
                     self.fail(path + ("faces", member), f"'{member}' is not in the cast",
-                              _suggest(member, cast, "cast"), prefer_key=True)
+                              suggest(member, cast, "cast"), prefer_key=True)
             for i, line in enumerate(scene.lines):
                 self._check_line(scene, i, path + ("lines", i))
 
@@ -669,10 +644,11 @@ def _merge_voices(defaults: Voice, own: Voice) -> Voice:
 
 # --- JSON Schema ------------------------------------------------------------------------------
 
-def json_schema() -> dict:
+def json_schema(backends: list[str]) -> dict:
     """JSON Schema of the screenplay, shorthands included, for editors' autocompletion."""
     schema = Screenplay.model_json_schema()
     defs = schema["$defs"]
+    defs["Video"]["properties"]["backend"]["enum"] = backends
     line = defs.pop("Line")
     defs["LineFields"] = line
     defs["Line"] = {

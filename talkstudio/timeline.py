@@ -23,7 +23,7 @@ import numpy as np
 
 from talkstudio.audio_io import wav_writer
 from talkstudio.cache import atomic_write
-from talkstudio.generators import SPEECH_LEVEL_DB
+from talkstudio.generators import SPEECH_LEVEL_DB, frame_rate
 from talkstudio.loudness import GainCurve, Loudness, normalise
 from talkstudio.screenplay import Screenplay
 from talkstudio.speech import Clip
@@ -173,7 +173,7 @@ class FrameClock:
 
 def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -> Timeline:
     speakers = screenplay.speakers
-    clock = FrameClock(rate, screenplay.fps)
+    clock = FrameClock(rate, frame_rate(screenplay.video))
     warnings: list[str] = []
     laid_out = [_layout_scene(scene, scene_clips, screenplay, rate, warnings)
                 for scene, scene_clips in zip(screenplay.scenes, clips)]
@@ -197,7 +197,7 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
             cues.append(_cue(scene.id, index, line, item, start, rate, clock))
     placed.sort(key=lambda p: p.start)
 
-    timeline = Timeline(rate, screenplay.fps, speakers, spans[-1].end_sample, cues, spans, placed, warnings=warnings)
+    timeline = Timeline(rate, frame_rate(screenplay.video), speakers, spans[-1].end_sample, cues, spans, placed, warnings=warnings)
     return _normalised(timeline, screenplay)
 
 
@@ -206,14 +206,14 @@ def recorded_timeline(screenplay: Screenplay, speakers: list[str], pieces: list[
     """A timeline of recorded pieces already at their places (speaker index, start sample, clip), as one
     scene (the screenplay's first) of at least `samples`: a podcast's tracks, gated to detected speech,
     or the recordings whole (its soundtrack)."""
-    clock = FrameClock(rate, screenplay.fps)
+    clock = FrameClock(rate, frame_rate(screenplay.video))
     frames = clock.frames_covering(samples)
     end = clock.sample_of(frames)
     scene = SceneSpan(screenplay.scenes[0].id, 0.0, end / rate, 0, end, 0, frames)
     volume = [screenplay.cast[name].voice.volume for name in speakers]
     placed = sorted((_Placed(speaker, start, clip, volume[speaker] * clip.gain) for speaker, start, clip in pieces),
                     key=lambda p: p.start)
-    return _normalised(Timeline(rate, screenplay.fps, speakers, end, cues, [scene], placed), screenplay)
+    return _normalised(Timeline(rate, frame_rate(screenplay.video), speakers, end, cues, [scene], placed), screenplay)
 
 
 def _normalised(timeline: Timeline, screenplay: Screenplay) -> Timeline:

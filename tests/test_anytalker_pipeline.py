@@ -99,10 +99,10 @@ def test_two_chunks_with_two_identities_through_the_render_pipeline(components, 
     """The chunk protocol end to end: a composed stage, two speakers, two chained windows, stitched."""
     from talkstudio.assemble import read_frames
     from talkstudio.cache import Cache
+    from talkstudio.checks import load_screenplay
     from talkstudio.chunks import render_chunks
     from talkstudio.generators.anytalker import AnyTalkerGenerator
     from talkstudio.progress import Reporter
-    from talkstudio.screenplay import load_screenplay
     from talkstudio.speech import speak_all, timeline_rate
     from talkstudio.stage import build_stage
     from talkstudio.timeline import build_timeline

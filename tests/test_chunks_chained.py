@@ -9,10 +9,10 @@ import pytest
 
 from talkstudio.assemble import read_frames
 from talkstudio.cache import Cache
+from talkstudio.checks import load_screenplay
 from talkstudio.chunks import render_chunks
 from talkstudio.generators import ChunkRequest, GeneratorInfo
 from talkstudio.progress import Reporter
-from talkstudio.screenplay import load_screenplay
 from talkstudio.speech import speak_all, timeline_rate
 from talkstudio.stage import Stage
 from talkstudio.timeline import build_timeline

@@ -14,8 +14,9 @@ import textwrap
 import numpy as np
 import pytest
 
+from talkstudio.checks import load_screenplay
 from talkstudio.errors import InputError
-from talkstudio.screenplay import Voice, load_screenplay
+from talkstudio.screenplay import Voice
 from talkstudio.voices import coqui, engine_names, get_engine
 from talkstudio.voices.coqui import (
     ModelFolderError,

@@ -278,6 +278,58 @@ def test_validate_reports_every_problem_in_one_pass(tmp_path):
     assert "field 'ana'" not in result.stderr and "field(s) ana" not in result.stderr
 
 
+def test_problems_that_need_the_registries_come_in_the_same_pass(tmp_path):
+    """A backend typo, a bad backend option and an unknown voice engine beside a schema error and a
+    missing file: one run names all five."""
+    script = tmp_path / "mixed.yaml"
+    script.write_text("video: {backend: pupet}\n"
+                      "cast:\n"
+                      "  ana: {image: missing.png, voice: {engine: espeek}}\n"
+                      "scenes:\n"
+                      "  - lines:\n"
+                      "      - ana: Hello there.\n"
+                      "        pause: -1\n")
+    _refused(run_cli("validate", script), "unknown backend 'pupet'", "did you mean 'puppet'", ":3:",
+             "missing.png", "unknown voice engine 'espeek'", ":7:", "pause")
+    script.write_text("video: {backend: anytalker, options: {stepz: 3, guide: -1}}\n"
+                      "cast: {ana: {voice: {engine: espeek}}}\n"
+                      "scenes: [{lines: [{ana: Hi}]}]\n")
+    _refused(run_cli("validate", script), "stepz", "did you mean 'steps'", "guide", "espeek")
+
+
+def test_the_screenplay_module_needs_no_registry_and_no_module_imports_in_a_circle():
+    import ast
+
+    modules = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+               for f in (ROOT / "talkstudio").rglob("*.py")}
+
+    def imported(module: str) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(modules[module].read_text())):  # at any level, TYPE_CHECKING too
+            names = ([node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found |= {name for name in names if name in modules and not module.startswith(name + ".")}
+        return found - {module}
+
+    graph = {module: imported(module) for module in modules}
+    assert not graph["talkstudio.screenplay"] & {"talkstudio.voices", "talkstudio.generators", "talkstudio.stage"}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module == goal:
+                return True
+            if module not in seen:
+                seen.add(module)
+                todo += graph[module]
+        return False
+
+    circles = sorted(module for module in graph if reaches(module, module))
+    assert not circles, f"modules that import themselves through others: {circles}"
+
+
 def test_a_decoder_that_gets_no_audio_is_stopped(tmp_path, monkeypatch):
     """A source that never delivers (here a pipe nobody writes to) ends in a clear message, not a hang."""
     from talkstudio import audio_io

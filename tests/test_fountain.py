@@ -7,8 +7,8 @@ import yaml
 
 from conftest import ROOT, run_cli
 from talkstudio.assemble import count_frames, probe
+from talkstudio.checks import load_screenplay
 from talkstudio.fountain import parse_fountain, parse_parenthetical
-from talkstudio.screenplay import load_screenplay
 
 EXAMPLE = ROOT / "scripts_examples" / "fountain" / "lighthouse.fountain"
 EXAMPLE_CAST = ROOT / "scripts_examples" / "fountain" / "lighthouse-cast.yaml"

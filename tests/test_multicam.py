@@ -140,7 +140,7 @@ def test_a_close_up_covers_every_column_nearer_another_face():
 
 
 def test_close_ups_of_a_composed_three_person_stage_show_one_whole_face_and_no_other_panel(write_script):
-    from talkstudio.screenplay import load_screenplay
+    from talkstudio.checks import load_screenplay
     from talkstudio.stage import build_stage, panel_rects
 
     screenplay = load_screenplay(write_script(

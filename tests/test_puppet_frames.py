@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from talkstudio.checks import load_screenplay
 from talkstudio.generators import ChunkRequest, get_generator
-from talkstudio.screenplay import load_screenplay
 from talkstudio.stage import build_stage
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -5,8 +5,9 @@ import re
 import pytest
 
 from conftest import EXAMPLES, run_cli
+from talkstudio.checks import load_screenplay
 from talkstudio.errors import InputError
-from talkstudio.screenplay import load_screenplay
+from talkstudio.generators import frame_rate
 
 GOOD = """
 title: Test
@@ -43,7 +44,7 @@ def test_shorthands_defaults_and_locations(write_script):
     assert [(l.speaker, l.text) for l in lines] == [("ana", "Hello there."), ("ben", "Hi!"), ("ana", "How are you?")]
     assert lines[1].pause == 0.5 and lines[2].overlap == 0.2
     assert lines[0].where == f"{path}:10" and lines[2].where == f"{path}:13"
-    assert s.fps == 25 and s.video.size == (832, 480)
+    assert frame_rate(s.video) == 25 and s.video.size == (832, 480)
 
 
 def test_voice_defaults_merge_and_yaml_scalars_stay_text(write_script):
@@ -60,7 +61,7 @@ def test_voice_defaults_merge_and_yaml_scalars_stay_text(write_script):
     voice = s.cast["ana"].voice
     assert (voice.id, voice.rate, voice.pitch) == ("clara", 0.9, -1)
     assert [l.text for l in s.scenes[0].lines] == ["yes", "1.10"]
-    assert s.scenes[0].id == "scene-1" and s.fps == 24 and s.video.size == (640, 360)
+    assert s.scenes[0].id == "scene-1" and frame_rate(s.video) == 24 and s.video.size == (640, 360)
 
 
 def test_relative_paths_resolve_against_the_screenplay_folder(tmp_path, write_script):

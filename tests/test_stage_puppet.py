@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from talkstudio.checks import load_screenplay
 from talkstudio.errors import InputError
 from talkstudio.generators import ChunkRequest, get_generator
-from talkstudio.screenplay import load_screenplay
 from talkstudio.stage import build_stage, panel_rects
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -25,9 +25,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from talkstudio.batch.rows import Row
 from talkstudio.cache import atomic_write
+from talkstudio.checks import load_screenplay
 from talkstudio.errors import InputError, Problem
 from talkstudio.outputs import claim_folder
-from talkstudio.screenplay import COLOUR_PATTERN, load_screenplay
+from talkstudio.screenplay import COLOUR_PATTERN
 
 SCREENPLAY_NAME = "screenplay.yaml"
 # where the screenplay holds file paths ("*" is any cast id or index)

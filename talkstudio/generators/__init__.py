@@ -156,7 +156,11 @@ GENERATORS: dict[str, GeneratorInfo] = {
                       target="talkstudio.generators.multitalk:create_infinitetalk", options=MULTITALK_OPTIONS),
     )
 }
-DEFAULT_GENERATOR = "puppet"
+
+
+def frame_rate(video) -> float:
+    """A screenplay's frames per second: its own `video.fps`, else its backend's."""
+    return video.fps or GENERATORS[video.backend].fps
 
 
 # The voices handed to a generator have their voiced parts at this RMS level (dBFS), whatever the

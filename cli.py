@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -38,6 +39,17 @@ ScriptArg = Annotated[Path, typer.Argument(help="screenplay YAML file", show_def
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="cache folder (default: $TALKSTUDIO_CACHE or ~/.cache/talkstudio)")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="redo everything (results are still stored)")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print only warnings and errors")]
+
+
+class Captions(str, Enum):
+    plain = "plain"
+    karaoke = "karaoke"
+    pop = "pop"
+
+
+CaptionsOpt = Annotated[Optional[Captions], typer.Option(
+    "--captions", help="subtitle style, over subtitles.captions: plain, karaoke (each word lit as it is said) or pop "
+                       "(one to three words at a time)")]
 
 
 def _version(value: bool) -> None:
@@ -150,6 +162,7 @@ def render(
     frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1 (default: the backend's, 81)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
     burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,
+    captions: CaptionsOpt = None,
     models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
     opt: Annotated[Optional[list[str]], typer.Option("--opt", help="backend setting NAME=VALUE, over video.options (repeatable; `doctor` lists them)")] = None,
     cache: CacheOpt = None,
@@ -170,7 +183,8 @@ def render(
     started = time.perf_counter()
     target = output or default_target(script)
     result = render_video(script, target, Cache(cache, enabled=not no_cache), Reporter(quiet=quiet),
-                          RenderOptions(backend, frame_num, seed, burn_subtitles, models, _settings(opt or [])))
+                          RenderOptions(backend, frame_num, seed, burn_subtitles, models, _settings(opt or []),
+                                        captions.value if captions else None))
     if quiet:
         return
     if not result.up_to_date:
@@ -311,6 +325,7 @@ def podcast(
     frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
     burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,
+    captions: CaptionsOpt = None,
     models: Annotated[Optional[Path], typer.Option("--models", help="model folders of a GPU backend (default: $TALKSTUDIO_MODELS)")] = None,
     opt: Annotated[Optional[list[str]], typer.Option("--opt", help="backend setting NAME=VALUE (repeatable)")] = None,
     cache: CacheOpt = None,
@@ -336,7 +351,8 @@ def podcast(
     target = output or Path("renders") / f"{cast_file.stem}.mp4"
     result = render_podcast(cast_file, parse_tracks(track or []), transcript, target, Cache(cache, enabled=not no_cache),
                             Reporter(quiet=quiet), RenderOptions(backend, frame_num, seed, burn_subtitles, models,
-                                                                 _settings(opt or [])), soundtrack)
+                                                                 _settings(opt or []),
+                                                                 captions.value if captions else None), soundtrack)
     if quiet:
         return
     names = {s["id"]: s["name"] for s in result.cues["speakers"]}

@@ -1,3 +1,3 @@
 """talkstudio: turn a written dialogue into a talking video."""
 
-__version__ = "0.2.0"  # 0.2: a new puppet picture, stage framing and sealed cache; older renders are redone
+__version__ = "0.3.0"  # 0.3: subtitles by timed-text rules; older renders are redone

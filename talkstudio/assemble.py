@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -208,9 +209,19 @@ class AudioEncoding(_FfmpegFile):
             self.abort()
 
 
-def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target: Path,
-             burn_ass: Path | None = None, work_dir: Path | None = None) -> None:
-    """Join partial movie files, add the mix and a soft subtitle track; write `target` atomically.
+@dataclass(frozen=True)
+class Burn:
+    """Subtitles to draw into the picture: the ASS file, and the font folders libass searches
+    (the chosen font's first)."""
+
+    ass: Path
+    font_folders: list[Path]
+
+
+def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target: Path, language: str = "und",
+             burn: Burn | None = None, work_dir: Path | None = None) -> None:
+    """Join partial movie files, add the mix and a soft subtitle track (tagged with the ISO 639-2
+    `language`); write `target` atomically.
 
     `mix` is a WAV (encoded to AAC here) or an AAC file from `AudioEncoding` (copied)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -225,13 +236,13 @@ def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target
     if subtitles_srt is not None:
         inputs += ["-i", str(Path(subtitles_srt).resolve())]
         maps += ["-map", "2:s"]
-        codecs += ["-c:s", "mov_text", "-metadata:s:s:0", "language=eng"]
-    if burn_ass is not None:
+        codecs += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
+    if burn is not None:
         # the filter reads a copy under a plain name in the work folder, run from there: any path
         # (quotes, colons, commas) then reaches libass without filter-graph escaping
         cwd = Path(work_dir or target.parent)
-        shutil.copyfile(burn_ass, cwd / BURN_ASS)
-        env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(cwd).resolve())}
+        shutil.copyfile(burn.ass, cwd / BURN_ASS)
+        env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(cwd, burn.font_folders).resolve())}
         codecs = [*VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={BURN_ASS}", *codecs[2:]]
     try:
         _run([*inputs, *maps, *codecs, "-movflags", "+faststart", "-f", "mp4", str(temp.resolve())], env=env, cwd=cwd)
@@ -247,30 +258,15 @@ def _concat_escape(path: Path) -> str:
     return str(Path(path).resolve()).replace("'", "'\\''")
 
 
-def find_font_dir() -> Path | None:
-    """A folder with DejaVu Sans (shipped by matplotlib), or the system's fonts."""
-    try:
-        import matplotlib
+def fontconfig_file(folder: Path, font_folders: list[Path]) -> Path:
+    """A fontconfig file naming the font folders, so the static ffmpeg's libass finds the fonts anywhere."""
+    from xml.sax.saxutils import escape
 
-        folder = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
-        if (folder / "DejaVuSans.ttf").exists():
-            return folder
-    except ImportError:
-        pass
-    for folder in (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path("/Library/Fonts")):
-        if folder.is_dir():
-            return folder
-    return None
-
-
-def fontconfig_file(folder: Path) -> Path:
-    """A fontconfig file naming the font folder, so the static ffmpeg's libass finds a font anywhere."""
-    fonts = find_font_dir()
     conf = folder / ".talkstudio-fonts.conf"
     cache = folder / ".talkstudio-fontcache"
     conf.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
-                    + (f"  <dir>{fonts}</dir>\n" if fonts else "")
-                    + f"  <cachedir>{cache}</cachedir>\n</fontconfig>\n")
+                    + "".join(f"  <dir>{escape(str(d))}</dir>\n" for d in font_folders)
+                    + f"  <cachedir>{escape(str(cache))}</cachedir>\n</fontconfig>\n")
     return conf
 
 

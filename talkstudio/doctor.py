@@ -37,8 +37,20 @@ def checks(models: Path | None = None) -> list[Check]:
                        "mediapipe 0.10.21" if _installed("mediapipe") else "mediapipe missing: give face boxes by hand"))
     for name in GENERATORS:
         found.append(_backend(name, models))
-    found += [_speech_detection(), _ray()]
+    found += [_speech_detection(), _ray(), _burnable_scripts()]
     return found
+
+
+def _burnable_scripts() -> Check:
+    """Which scripts burned subtitles can be drawn in: those some font on this machine has."""
+    from talkstudio.subtitles.fonts import burnable_scripts
+
+    scripts = burnable_scripts()
+    missing = [name for name, ok in scripts.items() if not ok]
+    detail = "all of " + ", ".join(scripts) if not missing else (
+        f"{', '.join(n for n, ok in scripts.items() if ok) or 'none'}; no font for {', '.join(missing)} "
+        "(install one, e.g. fonts-noto-cjk, or set subtitles.font)")
+    return Check("burned subtitles", not missing, detail)
 
 
 def _speech_detection() -> Check:

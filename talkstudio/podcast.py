@@ -587,13 +587,15 @@ def _cues(screenplay: Screenplay, tracks, regions, region_texts, rate: int) -> l
 def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: Path | None, target: Path,
                    cache: Cache, reporter: Reporter, options=None, soundtrack: str | None = None) -> PodcastResult:
     """Recordings (one per host) -> speech regions -> timeline -> picture -> mp4, plus subtitles from a transcript."""
-    from talkstudio.assemble import assemble
+    from talkstudio.assemble import Burn, assemble
     from talkstudio.chunks import render_chunks
     from talkstudio.generators import GENERATORS, get_generator
     from talkstudio.outputs import check_output_folder, claim_video_outputs, require_suffix
-    from talkstudio.render import RenderOptions, load_generator, render_settings, write_stages
+    from talkstudio.render import (RenderOptions, load_generator, render_settings, subtitle_font, subtitle_layout,
+                                   write_stages)
     from talkstudio.stage import build_stage
-    from talkstudio.subtitles import write_subtitles
+    from talkstudio.subtitles import track_language, write_subtitles
+    from talkstudio.subtitles.fonts import font_folders
     from talkstudio.transcript import Alignment, align, read_transcript
 
     options = options or RenderOptions()
@@ -621,6 +623,8 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
     entries = read_transcript(transcript, {n: screenplay.cast[n].name for n, _ in tracks}) if transcript else None
     generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
+    burning = options.burn_subtitles and entries
+    font = subtitle_font(screenplay, " ".join(entry.text for entry in entries)) if burning else None
     try:
         model_identity()
     except VadUnavailable as error:
@@ -668,12 +672,17 @@ def render_podcast(cast_file: Path, tracks: list[tuple[str, Path]], transcript: 
 
         # 6. subtitles (only from a transcript), then the mp4
         clock = time.perf_counter()
-        speakers = [{"id": name, "name": screenplay.cast[name].name} for name, _ in tracks]
-        subtitles = (write_subtitles({"speakers": speakers, "cues": aligned.subtitles}, screenplay.video.size, target)
-                     if entries else {})
+        subtitles, layout = {}, None
+        if entries:
+            document = {"speakers": [{"id": name, "name": screenplay.cast[name].name} for name, _ in tracks],
+                        "scenes": [{"id": EPISODE_SCENE, "start": 0.0, "end": timeline.duration}],
+                        "cues": [{**cue, "scene": EPISODE_SCENE} for cue in aligned.subtitles], "fps": timeline.fps}
+            layout = subtitle_layout(screenplay, document, font, options, [stage])
+            subtitles = write_subtitles(document, layout, target)
         with reporter.task("assemble", 1) as advance:
             assemble(partials, work_dir / "mix.wav", subtitles.get("srt"), target,
-                     burn_ass=subtitles.get("ass") if options.burn_subtitles else None, work_dir=work_dir)
+                     track_language(layout.rules.language) if layout else "und",
+                     burn=Burn(subtitles["ass"], font_folders(font)) if font else None, work_dir=work_dir)
             advance()
         timings["assemble"] = time.perf_counter() - clock
         mixed = [episode.soundtrack] if isinstance(episode.soundtrack, Path) else []

@@ -16,6 +16,8 @@ from talkstudio import manifest
 from talkstudio.cache import Cache
 from talkstudio.errors import InputError, Problem
 from talkstudio.progress import Reporter
+from talkstudio.subtitles import Layout, rules_for, track_language, write_subtitles
+from talkstudio.subtitles.fonts import font_folders
 
 
 @dataclass
@@ -38,6 +40,7 @@ class RenderOptions:
     burn_subtitles: bool = False
     models: Path | None = None  # model folders of GPU backends
     backend_options: dict = field(default_factory=dict)  # NAME -> text, over video.options
+    captions: str | None = None  # overrides subtitles.captions: plain, karaoke or pop
 
 
 @dataclass
@@ -153,6 +156,8 @@ def _render_video(screenplay, target: Path, work_dir: Path, subtitle_paths: dict
     clock = time.perf_counter()
     generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
+    # before any work: a font that has every character of the text
+    font = subtitle_font(screenplay, screenplay_text(screenplay)) if options.burn_subtitles else None
 
     # 2.-3. each scene's stage (the picture, whose face is where) beside speech and the timeline
     # (tracks, mix, cues in the work folder): face finding and speech synthesis both run in native
@@ -178,7 +183,7 @@ def _render_video(screenplay, target: Path, work_dir: Path, subtitle_paths: dict
     # 4. plan chunks, render the missing ones (partial movie files in the cache), while the mix
     # is encoded to AAC beside them
     clock = time.perf_counter()
-    from talkstudio.assemble import AudioEncoding, assemble
+    from talkstudio.assemble import AudioEncoding, Burn, assemble
     from talkstudio.chunks import render_chunks
 
     encoding = AudioEncoding(work_dir / "mix.wav", work_dir / "mix.m4a")
@@ -192,12 +197,11 @@ def _render_video(screenplay, target: Path, work_dir: Path, subtitle_paths: dict
 
     # 5. subtitles beside the video, then the mp4: partials joined, mix, subtitle track
     clock = time.perf_counter()
-    from talkstudio.subtitles import write_subtitles
-
-    subtitles = write_subtitles(audio.cues, screenplay.video.size, target)
+    layout = subtitle_layout(screenplay, audio.cues, font, options, stages)
+    subtitles = write_subtitles(audio.cues, layout, target)
     with reporter.task("assemble", 1) as advance:
-        assemble(partials, mix, subtitles["srt"], target,
-                 burn_ass=subtitles["ass"] if options.burn_subtitles else None, work_dir=work_dir)
+        assemble(partials, mix, subtitles["srt"], target, track_language(layout.rules.language),
+                 burn=Burn(subtitles["ass"], font_folders(font)) if font else None, work_dir=work_dir)
         advance()
     timings["assemble"] = time.perf_counter() - clock
 
@@ -205,6 +209,31 @@ def _render_video(screenplay, target: Path, work_dir: Path, subtitle_paths: dict
     manifest.record(work_dir, "video", screenplay.file, screenplay.input_files(), engines,
                     [target, *subtitles.values()], settings)
     return VideoResult(target, work_dir, subtitles, audio, len(partials), len(partials) - rendered, timings)
+
+
+def subtitle_font(screenplay, text: str):
+    """The font to burn the subtitles (`text`, and the names) with; InputError when no font has them."""
+    from talkstudio.subtitles.fonts import burn_font
+
+    names = " ".join(c.name or "" for c in screenplay.cast.values())
+    return burn_font(f"{names} {text}", screenplay.subtitles.font)
+
+
+def screenplay_text(screenplay) -> str:
+    return " ".join(line.text or "" for scene in screenplay.scenes for line in scene.lines)
+
+
+def subtitle_layout(screenplay, cues: dict, font, options: RenderOptions, stages=()) -> Layout:
+    """The subtitles' rules (the screenplay's, `--captions` over them), speakers, size, font and faces."""
+    from dataclasses import replace
+
+    rules = rules_for(screenplay, cues["fps"])
+    if options.captions:
+        rules = replace(rules, captions=options.captions)
+    faces = {stage_scene: {name: face.box[0] + face.box[2] / 2 for name, face in stage.faces.items()}
+             for stage_scene, stage in zip([scene.id for scene in screenplay.scenes], stages)}
+    return Layout([(s["id"], s["name"]) for s in cues["speakers"]], screenplay.video.size, rules,
+                  font.family if font else "DejaVu Sans", faces)
 
 
 def render_settings(options: RenderOptions) -> dict:
@@ -234,6 +263,8 @@ def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, report
     screenplay = load_screenplay(script)
     generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
+    # before any work: a font that has every character of the text
+    font = subtitle_font(screenplay, screenplay_text(screenplay)) if options.burn_subtitles else None
     chosen = {index for index, scene in enumerate(screenplay.scenes) if scene.id in scene_ids}
     stages = [build_stage(screenplay, scene, cache) if index in chosen else None
               for index, scene in enumerate(screenplay.scenes)]

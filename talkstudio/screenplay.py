@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema
 
@@ -30,6 +30,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 COLOUR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 TEXT_KEYS = {"title", "name", "id", "prompt", "emotion", "text", "language", "engine", "speaker", "background"}
 IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")
+FONT_SIGNATURES = (b"\x00\x01\x00\x00", b"OTTO", b"true", b"ttcf")
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
 
 
@@ -128,6 +129,29 @@ class Timing(_Model):
     tail: float = Field(0.8, ge=0, le=60, strict=True, description="silence after a scene's last line, seconds")
 
 
+class SubtitleSettings(_Model):
+    """How the dialogue is cut into subtitles. Unset limits follow the script's language (README: Subtitles)."""
+
+    captions: Literal["plain", "karaoke", "pop"] = Field(
+        "plain", description="plain subtitles; karaoke: each word lit as it is said; pop: one to three words at a time")
+    names: Literal["first", "always", "never"] = Field(
+        "first", description="name label: at a speaker's first subtitle in each scene, on every one, or never")
+    position: Literal["bottom", "speaker"] = Field(
+        "bottom", description="burned subtitles at the bottom, or under whoever speaks in a shot of several")
+    max_chars: int | None = Field(None, ge=8, le=80, strict=True, description="characters per line "
+                                  "(default by language: 42 Latin, 16 Chinese and Korean, 13 Japanese)")
+    max_lines: int = Field(2, ge=1, le=3, strict=True, description="lines per subtitle")
+    max_cps: float | None = Field(None, ge=2, le=40, strict=True, description="reading speed, characters per second "
+                                  "(default by language: 20 English, 17 other alphabets, 9 Chinese, 4 Japanese)")
+    min_duration: float = Field(5 / 6, ge=0.2, le=5, strict=True, description="shortest time on screen, seconds")
+    max_duration: float = Field(7.0, ge=1, le=20, strict=True, description="longest time on screen, seconds")
+    min_gap_frames: int = Field(2, ge=0, le=25, strict=True, description="frames between consecutive subtitles")
+    snap_frames: int = Field(12, ge=0, le=50, strict=True, description="gaps shorter than this close to the "
+                             "minimum gap, and subtitles this close to a scene cut meet it")
+    font: Path | None = Field(None, description="font file for burned subtitles (default: one on this machine that "
+                              "has every character)")
+
+
 class Character(_Model):
     name: str | None = Field(None, description="display name (subtitles); default: the id")
     image: Path | None = Field(None, description="portrait image")
@@ -184,12 +208,15 @@ class Scene(_Model):
 
 class Screenplay(_Model):
     title: str | None = None
+    language: str | None = Field(None, description="language of the dialogue, e.g. en, de, ja (subtitle rules and "
+                                 "the subtitle track's tag); default: the voices' language, else en")
     video: Video = Field(default_factory=Video)
     voice: Voice = Field(default_factory=Voice, description="defaults for every character's voice")
     lexicon: dict[str, str] = Field(default_factory=dict, description="pronunciations for every voice: "
                                     "{NASA: nasa, Siobhan: shiv-awn}; whole words, capitals match exactly")
     audio: AudioSettings = Field(default_factory=AudioSettings)
     timing: Timing = Field(default_factory=Timing)
+    subtitles: SubtitleSettings = Field(default_factory=SubtitleSettings)
     cast: dict[str, Character] = Field(min_length=1)
     scenes: list[Scene] = Field(min_length=1)
     _file: Path = PrivateAttr(Path("screenplay.yaml"))
@@ -488,6 +515,9 @@ class _Checker:
         s = self.s
         if s.title is None:
             s.title = s.file.stem
+        self._check_language()
+        if s.subtitles.font is not None:
+            s.subtitles.font = self._file(("subtitles", "font"), s.subtitles.font, "font")
         if s.video.faces.insightface_root is not None:
             s.video.faces.insightface_root = self._file(("video", "faces", "insightface_root"),
                                                         s.video.faces.insightface_root, "model", folder_ok=True)
@@ -497,6 +527,16 @@ class _Checker:
                           "give a word (or name) and how to say it, e.g. NASA: nasa", prefer_key=True)
         self._check_cast()
         self._check_scenes()
+
+    def _check_language(self) -> None:
+        from talkstudio.subtitles.rules import language_problem
+
+        places = [(("language",), self.s.language)] + [(("cast", cast_id, "voice", "language"), c.voice.language)
+                                                       for cast_id, c in self.s.cast.items()]
+        for path, language in places:
+            problem = language_problem(language) if language else None
+            if problem:
+                self.fail(path, problem, "use a BCP 47 language tag, e.g. en, en-GB, de, ja, zh-Hans")
 
     def _check_cast(self) -> None:
         defaults = self.s.voice
@@ -601,6 +641,10 @@ def _content_problem(file: Path, kind: str) -> str | None:
         if head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
             return _image_size_problem(file)
         return "is not a PNG, JPEG, WebP, GIF or BMP image"
+    if kind == "font":
+        if head[:4] in FONT_SIGNATURES:
+            return None
+        return "is not a TrueType or OpenType font (.ttf, .otf, .ttc)"
     if kind == "audio":
         if not head:
             return "is empty"

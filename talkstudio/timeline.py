@@ -27,6 +27,7 @@ from talkstudio.generators import SPEECH_LEVEL_DB, frame_rate
 from talkstudio.loudness import GainCurve, Loudness, normalise
 from talkstudio.screenplay import Screenplay
 from talkstudio.speech import Clip
+from talkstudio.subtitles.rules import dialogue_language
 
 WRITE_BLOCK = 1 << 18  # samples per block when writing the tracks
 
@@ -304,6 +305,9 @@ def cues_document(timeline: Timeline, screenplay: Screenplay, loudness: Loudness
         "frames": timeline.frames,
         "duration": timeline.duration,
         "speakers": [{"id": s, "name": screenplay.cast[s].name, "track": f"tracks/{s}.wav"} for s in timeline.speakers],
+        # how subtitles are made, for those made later from this file (a vertical edit's captions)
+        "language": dialogue_language(screenplay),
+        "subtitles": screenplay.subtitles.model_dump(mode="json"),
         "loudness": asdict(loudness or timeline.loudness),
         "scenes": [asdict(span) for span in timeline.scenes],
         "cues": [asdict(cue) for cue in timeline.cues],

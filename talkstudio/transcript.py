@@ -11,6 +11,7 @@ is only ever the transcript's: without a transcript there is no text at all.
 from __future__ import annotations
 
 import difflib
+import html
 import re
 from dataclasses import dataclass, field
 from math import ceil
@@ -28,7 +29,7 @@ HINT = "SRT or WebVTT with times, or plain lines 'ana: what Ana says' (a line wi
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{1,3})"
 _ARROW = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
 _VOICE = re.compile(r"<v(?:\.[\w.-]+)?\s+([^>]+)>")
-_TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")
+_TIMESTAMP = re.compile(r"<(?:\d+:)?\d{2}:\d{2}\.\d{3}>")
 _PREFIX = re.compile(r"^\s*(?:-\s*)?([^:\s][^:]{0,39}?)\s*:\s+(\S.*)$")
 
 Regions = dict[str, list[tuple[float, float]]]  # speaker -> detected speech, seconds, in order
@@ -51,52 +52,53 @@ class Alignment:
 
 
 def read_transcript(path: Path, speakers: dict[str, str]) -> list[Entry]:
-    """Entries of an SRT, VTT or plain transcript; `speakers` maps each speaker id to its display name."""
+    """Entries of an SRT, VTT, ASS or plain transcript; `speakers` maps each speaker id to its display name."""
     try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(Problem("transcript not found", file=path, hint="check the --transcript path")) from None
     except UnicodeDecodeError:
         raise InputError(Problem("the transcript is not UTF-8 text", file=path, hint="save it as UTF-8")) from None
+    lines = text.splitlines()
     names = {key.lower(): speaker for speaker, name in speakers.items() for key in (speaker, name)}
-    timed = any(_ARROW.match(line) for line in lines)
+    timed = any(_ARROW.match(line) for line in lines) or Path(path).suffix.lower() in (".ass", ".ssa")
     if not timed and Path(path).suffix.lower() in (".srt", ".vtt"):
         raise InputError(Problem("no timed cues (lines like 00:00:01,000 --> 00:00:02,500) found", file=path,
                                  hint=HINT))
-    entries = _timed_entries(lines, names, path) if timed else _plain_entries(lines, names, path)
+    entries = _timed_entries(text, names, path) if timed else _plain_entries(lines, names, path)
     if not entries:
         raise InputError(Problem("the transcript holds no text", file=path, hint=HINT))
     return entries
 
 
-def _seconds(hours, minutes, seconds, fraction) -> float:
-    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(fraction.ljust(3, "0")) / 1000
+def _timed_entries(text: str, names: dict[str, str], path: Path) -> list[Entry]:
+    """Cues of a subtitle file, read by pysubs2; the speaker from a `<v Name>` tag, an ASS event's
+    Name, or a `Name:` prefix."""
+    import pysubs2
 
-
-def _timed_entries(lines: list[str], names: dict[str, str], path: Path) -> list[Entry]:
-    entries: list[Entry] = []
-    current: Entry | None = None
-    for number, line in enumerate(lines, 1):
-        arrow = _ARROW.match(line)
-        if arrow:
-            start, end = _seconds(*arrow.groups()[:4]), _seconds(*arrow.groups()[4:])
-            if end <= start:
-                raise InputError(Problem("the cue ends before it starts", file=path, line=number,
-                                         hint="the second time is the cue's end"))
-            current = Entry("", None, start, end, number)
-            entries.append(current)
-        elif not line.strip():
-            current = None
-        elif current is not None:
-            voice = _VOICE.search(line)
-            if voice and current.speaker is None:
-                current.speaker = names.get(voice[1].strip().lower())
-            current.text = f"{current.text} {_TAG.sub('', line).strip()}".strip()
-    for entry in entries:
+    lines = text.splitlines()
+    # pysubs2 drops WebVTT voice tags: they become the `Name:` prefix it keeps
+    text = _VOICE.sub(lambda m: f"{m[1].strip()}: " if m[1].strip().lower() in names else "", text)
+    try:
+        subs = pysubs2.SSAFile.from_string(text)
+    except (pysubs2.Pysubs2Error, ValueError) as error:
+        raise InputError(Problem(f"not a subtitle file pysubs2 can read ({error})", file=path, hint=HINT)) from None
+    numbers = [n for n, line in enumerate(lines, 1) if _ARROW.match(line) or line.startswith("Dialogue:")]
+    entries = []
+    for index, event in enumerate(e for e in subs.events if not e.is_comment):
+        number = numbers[index] if index < len(numbers) else 0
+        if event.end <= event.start:
+            raise InputError(Problem("the cue ends before it starts", file=path, line=number or None,
+                                     hint="the second time is the cue's end"))
+        said = " ".join(html.unescape(_TIMESTAMP.sub("", event.plaintext)).split())
+        entry = Entry(said, names.get(event.name.strip().lower()) if event.name else None,
+                      event.start / 1000, event.end / 1000, number)
         prefix = _PREFIX.match(entry.text)
         if entry.speaker is None and prefix and prefix[1].lower() in names:
             entry.speaker, entry.text = names[prefix[1].lower()], prefix[2]
-    return [entry for entry in entries if entry.text]
+        if entry.text:
+            entries.append(entry)
+    return entries
 
 
 def _plain_entries(lines: list[str], names: dict[str, str], path: Path) -> list[Entry]:

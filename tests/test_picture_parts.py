@@ -6,7 +6,6 @@ import pytest
 from talkstudio.errors import InputError
 from talkstudio.plan import ChunkSpan, plan_scene
 from talkstudio.stitch import colour_match, crossfade, stitch
-from talkstudio.subtitles import MAX_CPS, MAX_LINE, MAX_LINES, MAX_SECONDS, events_from_cues, to_ass, to_srt, to_vtt, wrap
 
 
 @pytest.mark.parametrize("frames, frame_num, motion", [(1, 81, 0), (81, 81, 0), (82, 81, 0), (500, 81, 0),
@@ -52,49 +51,6 @@ def test_colour_match_moves_statistics_to_the_reference():
 
 def _cue(text, start, end, speaker="ana", words=None):
     return {"text": text, "start": start, "end": end, "speaker": speaker, "words": words or []}
-
-
-def _word_cue(text, start, seconds_per_word, speaker="ana"):
-    words, t = [], start
-    for w in text.split():
-        words.append({"text": w.strip('.,!?"'), "start": t, "end": t + seconds_per_word * 0.9})
-        t += seconds_per_word
-    return _cue(text, start, t, speaker, words)
-
-
-def test_wrap_balances_two_lines():
-    assert wrap("short line") == ["short line"]
-    lines = wrap("Curiosity. You ask a question, and then you actually listen to the answer.")
-    assert len(lines) == 2 and all(len(l) <= MAX_LINE for l in lines)
-
-
-def test_events_respect_line_length_count_duration_and_reading_speed():
-    long_text = " ".join(["Somewhat longer words keep coming, one after another."] * 6)
-    cues = [_word_cue(long_text, 1.0, 0.35), _cue("A recorded answer " * 12, 40.0, 60.0, "ben"),
-            _word_cue("Hi.", 61.0, 0.2)]
-    events = events_from_cues(cues, {"ana": "Ana", "ben": "Ben"})
-    assert len(events) > 5
-    for e in events:
-        assert len(e.lines) <= MAX_LINES and all(len(l) <= MAX_LINE for l in e.lines), e.lines
-        assert e.end - e.start <= MAX_SECONDS + 1e-9
-    short = [e for e in events if e.text == "Hi."][0]
-    assert short.end - short.start >= len("Hi.") / MAX_CPS - 1e-9  # held long enough to read
-    first_ana = [e for e in events if e.speaker == "ana"]
-    assert all(a.end <= b.start for a, b in zip(first_ana, first_ana[1:]))
-    assert " ".join(" ".join(e.lines) for e in first_ana[:-1]).split() == long_text.split()
-
-
-def test_subtitle_formats():
-    events = events_from_cues([_word_cue("Hello <there> & you.", 0.5, 0.4), _word_cue("Hi!", 2.5, 0.3, "ben")],
-                              {"ana": "Ana", "ben": "Ben"})
-    colours = {"ana": "#ffffff", "ben": "#ffe066"}
-    srt = to_srt(events, colours)
-    assert srt.startswith("1\n00:00:00,500 --> ") and '<font color="#ffe066">Hi!</font>' in srt
-    vtt = to_vtt(events)
-    assert vtt.startswith("WEBVTT") and "<v Ana>Hello &lt;there&gt; &amp; you." in vtt
-    ass = to_ass(events, [("ana", "Ana"), ("ben", "Ben")], colours, (832, 480))
-    assert "Style: ana,DejaVu Sans" in ass and "Style: ben," in ass and "&H0066E0FF" in ass
-    assert "Dialogue: 0,0:00:02.50," in ass and ",ben,Ben," in ass
 
 
 def test_backend_options_are_checked_against_their_bounds_when_parsed():

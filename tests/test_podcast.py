@@ -146,7 +146,9 @@ def test_podcast_with_srt_transcript(episode):
         truth = next(t for t in episode["truth"][cue["speaker"]] if abs(t[0] - cue["start"]) < 1)
         assert _close((cue["start"], cue["end"]), truth), cue
     sidecar = target.with_suffix(".srt").read_text()
-    assert all(text in sidecar for _, _, text in LINES) and "Ben:" not in sidecar
+    assert all(text in sidecar for _, _, text in LINES)
+    # the transcript's "Ben:" prefix is gone from the text; the label is the subtitles' own, at his first line
+    assert sidecar.count("Ben:") == 1 and "<b>Ben:</b> Thanks" in sidecar
     streams = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(target)], capture_output=True, text=True).stderr
     assert "Video: h264" in streams and "Audio: aac" in streams and "Subtitle: mov_text" in streams
     assert "Duration: 00:00:13" in streams

@@ -269,6 +269,8 @@ def edit_(
     reactions: Annotated[float, typer.Option("--reactions", min=0.0, max=1.0, help="chance that a silence long enough for a shot shows a listener")] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="seed of the reaction shots' choice")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing, different edit decision list")] = False,
+    aspect: Annotated[Optional[str], typer.Option("--aspect", help="reframe to 9:16, 4:5 or 1:1 (social video) around whoever speaks, with the captions burned in its safe area")] = None,
+    captions: CaptionsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Multicam edit of a render: cut between the wide shot and close-ups of whoever speaks.
@@ -282,13 +284,26 @@ def edit_(
     """
     from talkstudio.multicam import EditSettings, edit_video
 
-    settings = EditSettings(min_shot=min_shot, reactions=reactions, seed=seed)
+    settings = EditSettings(min_shot=min_shot, reactions=reactions, seed=seed, aspect=_aspect(aspect),
+                            captions=captions.value if captions else None)
     result = edit_video(video, output, edl, settings, overwrite)
     if not quiet:
         close = sum(1 for shot in result.shots if shot.close)
         source = "wrote the decisions to" if result.decided else "applied"
         out.print(f"{len(result.shots)} shots ({close} close-ups); {source} {result.edl}; wrote {result.target}",
                   highlight=False)
+
+
+def _aspect(text: Optional[str]) -> Optional[tuple[int, int]]:
+    from talkstudio.errors import InputError, Problem
+
+    if text is None:
+        return None
+    shapes = {"9:16": (9, 16), "4:5": (4, 5), "1:1": (1, 1)}
+    if text not in shapes:
+        raise InputError(Problem(f"--aspect {text} is not one of {', '.join(shapes)}", field="--aspect",
+                                 hint="9:16 for stories and shorts, 4:5 or 1:1 for feeds"))
+    return shapes[text]
 
 
 @app.command(name="import")

@@ -254,6 +254,19 @@ def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target
         listing.unlink(missing_ok=True)
 
 
+def burn_in(picture: Path, burn: Burn, work_dir: Path) -> None:
+    """Draw the subtitles into a video file that has only a picture, in place."""
+    temp = picture.with_name(f"{temp_prefix(picture)}burned.part")
+    shutil.copyfile(burn.ass, work_dir / BURN_ASS)
+    env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(work_dir, burn.font_folders).resolve())}
+    try:
+        _run(["-i", str(picture.resolve()), *VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={BURN_ASS}",
+              "-f", "mp4", str(temp.resolve())], env=env, cwd=work_dir)
+        os.replace(temp, picture)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _concat_escape(path: Path) -> str:
     return str(Path(path).resolve()).replace("'", "'\\''")
 

@@ -54,6 +54,8 @@ class EditSettings:
     rapid_changes: int = 3  # speaker changes within the window that make an exchange rapid
     reactions: float = 0.5  # chance that a long enough silence gets a listener's close-up
     seed: int = 0
+    aspect: tuple[int, int] | None = None  # (9, 16), (1, 1), (4, 5): reframed on whoever speaks, captions burned
+    captions: str | None = None  # the burned captions' style in a reframed cut (default: pop)
 
 
 @dataclass(frozen=True)
@@ -457,20 +459,30 @@ def video_size(video: Path) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
-def cut_video(video: Path, shots: list[Shot], programme: Programme, target: Path) -> None:
-    """Write the cut: the wide frames, or close-ups cropped from them, re-encoded; audio and subtitles copied."""
+def cut_video(video: Path, shots: list[Shot], programme: Programme, target: Path,
+              aspect: tuple[int, int] | None = None, captions=None) -> None:
+    """Write the cut: the wide frames, or close-ups cropped from them, re-encoded; audio and subtitles
+    copied. With `aspect`, each shot is reframed to it around whoever it shows or who speaks in it,
+    and the `captions` (an ASS file made for that size) are burned in."""
     from talkstudio.assemble import FrameSink, read_frames
 
     size = video_size(video)
     close_ups = {(k, name): close_up(box, size, tuple(other for who, other in scene.faces.items() if who != name))
                  for k, scene in enumerate(programme.scenes) for name, box in scene.faces.items()}
+    width = reframed_width(size, aspect) if aspect else size[0]
     picture = target.with_name(f".{target.stem}.picture.mp4")
-    sink = FrameSink(picture, programme.fps, size)
-    shown = 0
+    sink = FrameSink(picture, programme.fps, (width, size[1]))
+    shown, left, current = 0, 0, None
     try:
         for frame, shot in zip(read_frames(video, size), _shot_per_frame(shots)):
+            scene = programme.scene_at(shown)
             if shot.close is not None:
-                frame = close_up_frame(frame, close_ups[(programme.scene_at(shown), shot.close)], size)
+                frame = close_up_frame(frame, close_ups[(scene, shot.close)], size)
+            if aspect:
+                if shot is not current:
+                    left = _reframe_left(shot, programme, close_ups, size, width)
+                    current = shot
+                frame = np.ascontiguousarray(frame[:, left:left + width])
             sink.write(frame)
             shown += 1
         if shown != programme.frames:
@@ -481,9 +493,39 @@ def cut_video(video: Path, shots: list[Shot], programme: Programme, target: Path
         raise
     sink.close()
     try:
+        if captions is not None:
+            from talkstudio.assemble import burn_in
+
+            burn_in(picture, captions, work_folder(video))
         _mux(picture, video, target)
     finally:
         picture.unlink(missing_ok=True)
+
+
+def reframed_width(size: tuple[int, int], aspect: tuple[int, int]) -> int:
+    """The width of a full-height crop of the given aspect (even, for H.264), at most the video's."""
+    width, height = size
+    return min(round(height * aspect[0] / aspect[1] / 2) * 2, width - width % 2)
+
+
+def _reframe_left(shot: Shot, programme: Programme, close_ups: dict, size: tuple[int, int], width: int) -> int:
+    """Where a reframed shot's crop starts: centred on the face it shows, or on who speaks in it."""
+    scene_index = programme.scene_at(shot.start)
+    scene = programme.scenes[scene_index]
+    if shot.close is not None:
+        x, _, w, _ = close_ups[(scene_index, shot.close)].rect
+        fx, _, fw, _ = scene.faces[shot.close]
+        centre = (fx + fw / 2 - x) * size[0] / w  # where the face is in the close-up picture
+    else:  # the one who speaks most in the shot: two far apart do not fit one narrow picture
+        spoken: dict[str, int] = {}
+        for turn in programme.turns:
+            if turn.speaker in scene.faces:
+                spoken[turn.speaker] = spoken.get(turn.speaker, 0) + max(
+                    min(turn.end, shot.end) - max(turn.start, shot.start), 0)
+        speaker = max(spoken, key=spoken.get) if spoken and max(spoken.values()) > 0 else None
+        boxes = [scene.faces[speaker]] if speaker else list(scene.faces.values())
+        centre = float(np.mean([x + w / 2 for x, _, w, _ in boxes])) if boxes else size[0] / 2
+    return int(min(max(round(centre - width / 2), 0), size[0] - width))
 
 
 def _shot_per_frame(shots: list[Shot]):
@@ -545,8 +587,49 @@ def edit_video(video: Path, target: Path | None = None, edl: Path | None = None,
     else:
         shots, decided, edl = decide_shots(programme, settings), True, default_edl(video)
         _write_edl(edl, edl_text(shots, programme, video), overwrite)
-    cut_video(video, shots, programme, target)
+    captions = None
+    if settings.aspect:
+        captions = _reframed_captions(video, programme, settings)
+    try:
+        cut_video(video, shots, programme, target, settings.aspect, captions)
+    finally:
+        if captions is not None:
+            captions.ass.unlink(missing_ok=True)
     return EditResult(target, Path(edl), shots, decided)
+
+
+# captions' distance from the top: below the apps' tabs, above the faces (a reframed close-up has the face
+# from about 16% to 74% of the height, and the bottom fifth holds the apps' buttons and descriptions)
+ASPECT_TOP = {(9, 16): 0.11, (4, 5): 0.06, (1, 1): 0.05}
+
+
+def _reframed_captions(video: Path, programme: Programme, settings: EditSettings):
+    """The subtitles as captions to burn at the reframed size, in the safe area (assemble.Burn);
+    None without subtitles."""
+    from dataclasses import replace
+
+    from talkstudio.assemble import Burn
+    from talkstudio.subtitles import Layout, events_of
+    from talkstudio.subtitles.fonts import burn_font, font_folders
+    from talkstudio.subtitles.formats import to_ass
+    from talkstudio.subtitles.rules import rules_from
+
+    cues = json.loads((work_folder(video) / "cues.json").read_text())
+    if not cues.get("cues") or "subtitles" not in cues:
+        return None
+    height = video_size(video)[1]
+    width = reframed_width(video_size(video), settings.aspect)
+    rules = rules_from(cues["subtitles"], cues["language"], programme.fps)
+    # as many characters a line as fit the narrower picture at the same size of letters
+    rules = replace(rules, captions=settings.captions or "pop",
+                    max_chars=max(12, min(rules.max_chars, round(rules.max_chars * width / (height * 16 / 9)))))
+    text = " ".join(c["text"] for c in cues["cues"]) + " " + " ".join(s["name"] for s in cues["speakers"])
+    font = burn_font(text, rules.font)
+    layout = Layout([(s["id"], s["name"]) for s in cues["speakers"]], (width, height), rules, font.family,
+                    top=ASPECT_TOP.get(tuple(settings.aspect), 0.05))
+    path = work_folder(video) / f"captions-{settings.aspect[0]}x{settings.aspect[1]}.ass"
+    path.write_text(to_ass(events_of(cues, rules), layout), encoding="utf-8")
+    return Burn(path, font_folders(font))
 
 
 def _write_edl(path: Path, text: str, overwrite: bool) -> None:

@@ -4,6 +4,7 @@ is the wide render with close-ups cropped from it."""
 import json
 import math
 import random
+import re
 from itertools import pairwise
 
 import numpy as np
@@ -285,3 +286,28 @@ def test_bad_edl_or_video_exits_2(wide, tmp_path):
     assert not (tmp_path / "x.mp4").exists()
     result = run_cli("edit", tmp_path / "nothing.mp4")
     assert result.returncode == 2 and "render it first" in result.stderr
+
+
+def test_a_vertical_cut_follows_the_speaker_with_captions_in_the_safe_area(wide):
+    from talkstudio.multicam import load_programme
+
+    vertical = wide.with_name("vertical.mp4")
+    result = run_cli("edit", wide, "--aspect", "9:16", "--overwrite", "-o", vertical)
+    assert result.returncode == 0, result.stderr
+    programme = load_programme(wide)
+    assert count_frames(vertical) == programme.frames
+    assert re.search(r"Video: h264.*, 64x112", probe(vertical)["report"])  # 112 * 9 / 16, even
+    original, cut = frames_of(wide), list(read_frames(vertical, (64, 112)))
+    edl = [row for row in wide.with_name("hosts.edl.txt").read_text().splitlines() if row and row[0] != "#"]
+    start, end = (frame_at(t, programme.fps) for t in edl[0].split()[:2])
+    assert edl[0].split()[2] == "wide"  # the establishing shot: wide, and maya speaks
+    middle = (start + end) // 2
+    below = cut[middle][40:].astype(int)  # under the captions
+    offsets = [np.abs(original[middle][40:, left:left + 64].astype(int) - below).mean() for left in range(192 - 64 + 1)]
+    left = int(np.argmin(offsets))
+    x, _, w, _ = programme.scenes[0].faces["maya"]
+    assert offsets[left] < 4 and abs(left + 32 - (x + w / 2)) <= 4  # the crop is centred on her face
+    # the captions: drawn near the top, under the apps' tabs and above the faces
+    band = np.abs(original[middle][:, left:left + 64].astype(int) - cut[middle].astype(int))
+    assert band[10:36].mean() > 3 * max(band[50:].mean(), 0.5)
+    assert band[:8].mean() < band[10:36].mean()

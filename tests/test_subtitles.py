@@ -347,3 +347,27 @@ def test_right_to_left_lines_are_laid_out_right_to_left_by_libass(tmp_path):
     assert (drawn > 128).sum() > 500  # something was drawn
     assert differs(drawn, reference) < 0.05
     assert differs(drawn, reversed_words) > 0.5  # the comparison can tell the orders apart
+
+
+def test_burned_subtitles_can_sit_under_whoever_speaks():
+    rules = Rules(**{**EN.__dict__, "position": "speaker"})
+    doc = _doc([_cue("Hello there.", 1.0), _cue("Hi.", 3.0, speaker="ben")])
+    layout = Layout([("ana", "Ana"), ("ben", "Ben")], (832, 480), rules, faces={"s1": {"ana": 200.0, "ben": 640.0}})
+    ass = pysubs2.SSAFile.from_string(to_ass(events_of(doc, rules), layout))
+    positions = [re.search(r"\\pos\((\d+),(\d+)\)", e.text).groups() for e in ass.events]
+    assert [int(x) for x, _ in positions] == [200, 640] and all(int(y) > 400 for _, y in positions)
+    alone = Layout([("ana", "Ana"), ("ben", "Ben")], (832, 480), rules, faces={"s1": {"ana": 200.0}})
+    assert "\\pos" not in to_ass(events_of(doc, rules), alone)  # one person in the shot: at the bottom centre
+
+
+def test_shown_lines_fit_with_their_name_labels_and_dashes():
+    cues = [_cue("How does it feel, on the morning of a launch?", 0.3), _cue("Calm, mostly.", 3.2, speaker="eileen"),
+            _cue("Really?", 4.0), _cue("Really. By now every step has been practised a hundred times.", 4.6,
+                                        speaker="eileen")]
+    for names in ("first", "always"):
+        rules = Rules(**{**EN.__dict__, "names": names})
+        doc = _doc(cues, names={"ana": "Theodora", "eileen": "Eileen"})
+        for kind in (to_srt, to_vtt, to_ass):
+            shown = pysubs2.SSAFile.from_string(kind(events_of(doc, rules), _layout(doc, rules)))
+            lines = [line for e in shown.events for line in e.plaintext.splitlines()]
+            assert lines and all(len(line.lstrip("\u200f")) <= 42 for line in lines), (names, kind, lines)

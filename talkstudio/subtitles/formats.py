@@ -33,6 +33,7 @@ class Layout:
     font: str = "DejaVu Sans"
     # scene id -> speaker -> x of the face's centre, for `position: speaker` (multi-person shots only)
     faces: dict[str | None, dict[str, float]] = field(default_factory=dict)
+    top: float | None = None  # captions at the top, this share of the height down (default: at the bottom)
 
     @property
     def colours(self) -> dict[str, str]:
@@ -66,8 +67,10 @@ def to_ass(events: list[Event], layout: Layout) -> str:
     subs = pysubs2.SSAFile()
     width, height = layout.size
     style = layout.rules.captions
-    font_size = round(height * FONT_SCALE[style])
-    margin = round(height * MARGIN_SCALE[style])
+    # the letters' size by style, smaller where a full line would not fit the width (a narrow picture)
+    font_size = round(min(height * FONT_SCALE[style], width * 0.9 / (0.55 * layout.rules.max_chars)))
+    margin = round(height * (layout.top if layout.top is not None else MARGIN_SCALE[style]))
+    alignment = pysubs2.Alignment.TOP_CENTER if layout.top is not None else pysubs2.Alignment.BOTTOM_CENTER
     subs.info.update({"PlayResX": str(width), "PlayResY": str(height), "WrapStyle": "2",
                       "ScaledBorderAndShadow": "yes"})
     subs.styles.clear()
@@ -77,7 +80,8 @@ def to_ass(events: list[Event], layout: Layout) -> str:
             primarycolor=_colour(layout.colours[speaker]), secondarycolor=_colour(UNLIT),
             outlinecolor=pysubs2.Color(16, 16, 16), backcolor=pysubs2.Color(0, 0, 0, 128),
             outline=max(1, font_size // (8 if style != "plain" else 12)), shadow=1,
-            alignment=pysubs2.Alignment.BOTTOM_CENTER, marginl=margin, marginr=margin, marginv=margin,
+            alignment=alignment, marginl=round(width * 0.05), marginr=round(width * 0.05),
+            marginv=margin,
             encoding=-1 if layout.rules.right_to_left else 1)  # -1: libass finds each line's direction
     for event in events:
         parts = [_ass_part(part, event, layout, i > 0) for i, part in enumerate(event.parts)]

@@ -27,7 +27,8 @@ OPENING = "\"'“‘([{«「『（【"
 # (articles and determiners, subject pronouns, auxiliaries and negations)
 BREAK_BEFORE = set("and but or nor so yet because although though unless until while whereas if when whenever "
                    "where which who whom whose that than as in on at to for with from of about into onto over "
-                   "after before under between through without within by against during".split())
+                   "after before under between through without within by against during since across along "
+                   "around behind beyond near towards toward upon".split())
 KEEP_WITH_NEXT = set("a an the this these those my your his her its our their some any no every each "
                      "i you he she we they it is are was were be been am have has had will would shall should "
                      "can could may might must do does did not don't doesn't didn't isn't aren't wasn't won't "
@@ -52,6 +53,7 @@ class Part:
     lines: list[str]
     tokens: list[Token]
     label: bool = False  # show the speaker's name before the text
+    lead: float = 0.0  # room kept before the first line for the label
 
     def line_spans(self) -> list[tuple[float, float]]:
         """When each line is said: the tokens are matched to the lines in order."""
@@ -200,26 +202,28 @@ def _bare(text: str) -> str:
     return text.strip(OPENING + CLOSING + SENTENCE_END + CLAUSE_END).lower().replace("’", "'")
 
 
-def layout(tokens: list[Token], rules: Rules, max_lines: int | None = None) -> tuple[list[str], float] | None:
-    """The best lines for the tokens and their cost, or None when they cannot fit."""
+def layout(tokens: list[Token], rules: Rules, max_lines: int | None = None,
+           lead: float = 0.0) -> tuple[list[str], float] | None:
+    """The best lines for the tokens and their cost, or None when they cannot fit; `lead` is the
+    width of what goes before the first line (a name label)."""
     max_lines = max_lines or rules.max_lines
     text = joined(tokens)
-    if width(text, rules) <= rules.max_chars:
+    if width(text, rules) + lead <= rules.max_chars:
         return [text], 0.0
     if max_lines == 1 or len(tokens) < 2:
         return None
     best = None
     for cut in range(1, len(tokens)):
         head = joined(tokens[:cut])
-        if width(head, rules) > rules.max_chars:
+        if width(head, rules) + lead > rules.max_chars:
             break
         rest = layout(_unspaced_first(tokens[cut:]), rules, max_lines - 1)
         if rest is None:
             continue
         lines, rest_cost = rest
         cost = rest_cost + break_cost(tokens[cut - 1], tokens[cut], rules)
-        cost += 4.0 * abs(width(head, rules) - width(lines[0], rules)) / rules.max_chars
-        if width(head, rules) > width(lines[0], rules):
+        cost += 4.0 * abs(width(head, rules) + lead - width(lines[0], rules)) / rules.max_chars
+        if width(head, rules) + lead > width(lines[0], rules):
             cost += 0.5  # a pyramid (short line on top) reads best
         if (cut == 1 or len(tokens) - cut == 1) and len(tokens) > 2:
             cost += 20.0  # one word alone on a line
@@ -234,8 +238,9 @@ def _unspaced_first(tokens: list[Token]) -> list[Token]:
 
 # --- pieces of one cue ----------------------------------------------------------------------
 
-def pieces_of(tokens: list[Token], rules: Rules) -> list[_Piece]:
-    """The cue cut into subtitles: each fits the lines and the longest time, the cuts at the best places."""
+def pieces_of(tokens: list[Token], rules: Rules, lead: float = 0.0, lead_each: bool = False) -> list[_Piece]:
+    """The cue cut into subtitles: each fits the lines and the longest time, the cuts at the best places.
+    `lead` is room kept before the first piece's first line (or every piece's) for a name label."""
     if rules.captions == "pop":
         return _pop_pieces(tokens, rules)
     count = len(tokens)
@@ -246,7 +251,7 @@ def pieces_of(tokens: list[Token], rules: Rules) -> list[_Piece]:
         for begin in range(end - 1, -1, -1):
             if best[begin] is None:
                 continue
-            found = layout(_unspaced_first(tokens[begin:end]), rules)
+            found = layout(_unspaced_first(tokens[begin:end]), rules, lead=lead if begin == 0 or lead_each else 0.0)
             if found is None:
                 break  # longer pieces fit even less
             speech = tokens[end - 1].end - tokens[begin].start
@@ -300,15 +305,21 @@ def _pop_pieces(tokens: list[Token], rules: Rules) -> list[_Piece]:
 def events_from_cues(cues: list[dict], names: dict[str, str], scenes: list[Scene], rules: Rules) -> list[Event]:
     """Subtitle events for the cues, timed by the rules, sorted by start."""
     events = []
-    for cue in cues:
+    labelled: set[tuple] = set()
+    for cue in sorted(cues, key=lambda c: c["start"]):
         tokens = tokens_of(cue, rules)
         if not tokens:
             continue
-        pieces = pieces_of(tokens, rules)
+        name = names.get(cue["speaker"], cue["speaker"])
+        key = (cue.get("scene"), cue["speaker"])
+        lead = width(f"{name}: ", rules) if _labels_shown(rules, len(names)) and (
+            rules.names == "always" or key not in labelled) else 0.0
+        labelled.add(key)
+        pieces = pieces_of(tokens, rules, lead, lead_each=rules.names == "always")
         for i, piece in enumerate(pieces):
             start = float(cue["start"]) if i == 0 else piece.tokens[0].start
             speech_end = float(cue["end"]) if i == len(pieces) - 1 else piece.tokens[-1].end
-            part = Part(cue["speaker"], names.get(cue["speaker"], cue["speaker"]), piece.lines, piece.tokens)
+            part = Part(cue["speaker"], name, piece.lines, piece.tokens, lead=lead if i == 0 or rules.names == "always" else 0.0)
             events.append(Event(start, speech_end, cue.get("scene"), [part], speech_end))
     events.sort(key=lambda e: (e.start, e.speakers))
     scene_of = {scene.id: scene for scene in scenes}
@@ -401,8 +412,9 @@ def _should_join(first: Event, second: Event, rules: Rules) -> bool:
     if second.speech_end - first.start > rules.max_duration:
         return False
     if first.speakers == second.speakers:
-        return layout(first.parts[-1].tokens + second.parts[0].tokens, rules, 1) is not None
-    return True
+        return layout(first.parts[-1].tokens + second.parts[0].tokens, rules, 1, first.parts[-1].lead) is not None
+    # a dash (and a label) goes before each speaker's line
+    return all(width(part.lines[0], rules) + part.lead + 2 <= rules.max_chars for part in first.parts + second.parts)
 
 
 def _join(first: Event, second: Event, rules: Rules) -> Event:
@@ -416,9 +428,13 @@ def _join(first: Event, second: Event, rules: Rules) -> Event:
                  max(first.speech_end, second.speech_end), overlaps=False)
 
 
+def _labels_shown(rules: Rules, speakers: int) -> bool:
+    return rules.names == "always" or (rules.names == "first" and speakers > 1)
+
+
 def _label(events: list[Event], rules: Rules, speakers: int) -> None:
     """Name labels: on a speaker's first subtitle in each scene, on all, or on none."""
-    if rules.names == "never" or (rules.names == "first" and speakers < 2):
+    if not _labels_shown(rules, speakers):
         return
     seen: set[tuple] = set()
     for event in events:

@@ -333,7 +333,7 @@ def import_(
 def podcast(
     cast_file: Annotated[Path, typer.Option("--cast", help="cast YAML: cast (names, portraits), optional title, video, audio, stage, detection", show_default=False)],
     track: Annotated[Optional[list[str]], typer.Option("--track", "-t", help="NAME=FILE: a cast member's recording, any format ffmpeg reads (repeatable; left to right on stage); default: the cast file's tracks:", show_default=False)] = None,
-    transcript: Annotated[Optional[Path], typer.Option("--transcript", help="SRT, VTT or plain 'Name: text' lines (default: the cast file's transcript:); without one, no subtitles")] = None,
+    transcript: Annotated[Optional[Path], typer.Option("--transcript", help="SRT, VTT, ASS or plain 'Name: text' lines (default: the cast file's transcript:); without one, no subtitles")] = None,
     soundtrack: Annotated[Optional[str], typer.Option("--soundtrack", help="what the video is heard with: recorded (the recordings summed, as they are), gated (only each host's detected speech), or an audio file (your mastered mix, used as it is); default: the cast file's soundtrack:, else recorded", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write (default: renders/<cast file>.mp4)")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend")] = None,
@@ -379,7 +379,7 @@ def podcast(
         out.print(f"chunks: {result.chunks} ({result.chunks_cached} from cache); {duration:.1f} s of video in "
                   f"{took:.1f} s", highlight=False)
     if not result.subtitles:
-        out.print("no transcript given: no subtitles (add --transcript FILE: SRT, VTT or 'Name: text' lines)",
+        out.print("no transcript given: no subtitles (add --transcript FILE: SRT, VTT, ASS or 'Name: text' lines)",
                   highlight=False)
     sidecars = f" + {', '.join(p.name for p in result.subtitles.values())}" if result.subtitles else ""
     out.print(f"{'up to date' if result.up_to_date else 'wrote'} {result.target} ({result.work_dir}/{sidecars})",

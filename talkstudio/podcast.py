@@ -180,7 +180,7 @@ def load_cast(file: Path, tracks: list[tuple[str, Path]], transcript: Path | Non
     # the made-up scene's cast and lines are the tracks, whose problems _check_tracks has told already
     problems = [_unscened(p) for p in problems if not (p.field or "").startswith(("scenes[0].cast", "scenes[0].lines"))]
     if transcript is not None and not transcript.is_file():
-        problems.append(Problem(f"transcript {transcript}: no such file", hint="an SRT, VTT or 'Name: text' file"))
+        problems.append(Problem(f"transcript {transcript}: no such file", hint="an SRT, VTT, ASS or 'Name: text' file"))
     if isinstance(chosen, Path) and not chosen.is_file():
         problems.append(Problem(f"soundtrack {chosen}: no such file",
                                 hint=f"an audio file (the episode's mix), or {RECORDED} or {GATED}"))

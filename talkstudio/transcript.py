@@ -1,6 +1,7 @@
-"""Transcripts of recorded episodes: SRT, WebVTT or plain `Name: text` lines, laid over detected speech.
+"""Transcripts of recorded episodes: SRT, WebVTT, ASS (read by pysubs2) or plain `Name: text` lines,
+laid over detected speech.
 
-Timed entries (SRT, VTT) keep their times, each edge moved to the nearest edge of its speaker's
+Timed entries (SRT, VTT, ASS) keep their times, each edge moved to the nearest edge of its speaker's
 detected speech when one lies within SNAP_S (captioning tools are often a few hundred ms off). An
 entry belongs to the speaker its `<v Name>` tag or `Name:` prefix names, else to the speaker whose
 detected speech overlaps it most. Plain lines have no times: each speaker's lines are laid over that
@@ -24,7 +25,7 @@ from talkstudio.subtitles import timestamp
 
 SNAP_S = 0.3
 MOST_REGIONS_PER_LINE = 16  # a plain line spans at most this many detected regions (beyond: proportionally more)
-HINT = "SRT or WebVTT with times, or plain lines 'ana: what Ana says' (a line without 'Name:' continues the last)"
+HINT = "SRT, WebVTT or ASS with times, or plain lines 'ana: what Ana says' (a line without 'Name:' continues the last)"
 
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{1,3})"
 _ARROW = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
@@ -80,7 +81,8 @@ def _timed_entries(text: str, names: dict[str, str], path: Path) -> list[Entry]:
     # pysubs2 drops WebVTT voice tags: they become the `Name:` prefix it keeps
     text = _VOICE.sub(lambda m: f"{m[1].strip()}: " if m[1].strip().lower() in names else "", text)
     try:
-        subs = pysubs2.SSAFile.from_string(text)
+        known = {".ass": "ass", ".ssa": "ssa"}.get(Path(path).suffix.lower())  # ASS without styles is not detected
+        subs = pysubs2.SSAFile.from_string(text, format_=known) if known else pysubs2.SSAFile.from_string(text)
     except (pysubs2.Pysubs2Error, ValueError) as error:
         raise InputError(Problem(f"not a subtitle file pysubs2 can read ({error})", file=path, hint=HINT)) from None
     numbers = [n for n, line in enumerate(lines, 1) if _ARROW.match(line) or line.startswith("Dialogue:")]

@@ -305,3 +305,16 @@ def test_the_recorded_example_renders_with_its_transcript(tmp_path):
     cues = json.loads((target.with_suffix("") / "cues.json").read_text())["cues"]
     assert [c["speaker"] for c in cues] == ["maya", "theo", "maya", "theo", "maya"]
     assert cues[2]["text"] == "Lonely how?" and "Lonely how?" in target.with_suffix(".srt").read_text()
+
+
+def test_an_ass_transcript_is_read_with_its_speakers(tmp_path):
+    from talkstudio.transcript import read_transcript
+
+    ass = tmp_path / "episode.ass"
+    ass.write_text("[Script Info]\nScriptType: v4.00+\n\n[Events]\n"
+                   "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+                   "Dialogue: 0,0:00:01.15,0:00:02.30,Default,Ana,0,0,0,,Welcome {\\i1}back{\\i0}, everyone.\n"
+                   "Dialogue: 0,0:00:03.50,0:00:05.30,Default,,0,0,0,,Ben: Thanks &amp; hello.\n", encoding="utf-8")
+    entries = read_transcript(ass, {"ana": "Ana", "ben": "Ben"})
+    assert [(e.speaker, e.text, e.start, e.line) for e in entries] == [
+        ("ana", "Welcome back, everyone.", 1.15, 6), ("ben", "Thanks & hello.", 3.5, 7)]

@@ -44,6 +44,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
             if not spans:
                 continue
             phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
+            track, track_frames, track_key = _scene_track(timeline, index, list(stage.faces), info.whole_track)
             base = {
                 "format": CHUNK_FORMAT, "backend": info.name, "version": generator.version(),
                 "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
@@ -59,7 +60,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                 audio_key = audio_digest(window, window_phonemes)
                 key = content_key({**base, "span": [span.start, span.frame_num, span.keep_from, span.keep_to],
                                    "audio": audio_key, "audio_start": first, "last": last,
-                                   "continues": previous_key})
+                                   "continues": previous_key, **({"track": track_key} if track_key else {})})
                 path = cache.path("chunks", key, ".mp4")
                 tail_path = cache.path("chunks", key, ".tail.npy")
                 if cache.lookup("chunks", key, ".mp4") and (not info.chained
@@ -67,7 +68,8 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                     tail = np.load(tail_path) if info.chained else None
                 else:
                     request = ChunkRequest(stage, window, timeline.rate, window_phonemes, timeline.fps, span.start,
-                                           span.frame_num, first, scene.prompt or "", seed, previous_tail, audio_key)
+                                           span.frame_num, first, scene.prompt or "", seed, previous_tail, audio_key,
+                                           track, track_frames, track_key)
                     if not info.chained and isinstance(generator, StreamingGenerator):
                         encoder.finish(_stream(generator, request, span, path, timeline.fps, screenplay.video.size))
                         tail = None
@@ -99,6 +101,16 @@ def _stream(generator, request: ChunkRequest, span: ChunkSpan, path: Path, fps: 
         sink.abort()
         raise
     return sink
+
+
+def _scene_track(timeline, index: int, names: list[str], wanted: bool) -> tuple[dict | None, int, str]:
+    """Each on-stage voice over the whole scene, its frame count and digest; nothing unless `wanted`."""
+    if not wanted:
+        return None, 0, ""
+    span = timeline.scenes[index]
+    frames = span.end_frame - span.start_frame
+    track, _ = _window(timeline, index, names, {}, 0, frames)
+    return track, frames, audio_digest(track, {})
 
 
 def _window(timeline, index: int, names: list[str], phonemes: dict, first: int, end: int):

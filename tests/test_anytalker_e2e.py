@@ -79,3 +79,61 @@ def test_bad_options_are_input_errors(tiny, models, write_script, tmp_path, caps
     assert "guide must be 1.0 or more" in capsys.readouterr().err
     assert _render(script, models, tmp_path / "z.mp4", "--opt", "steps=many") == 2
     assert "steps takes an int" in capsys.readouterr().err
+
+
+def test_audio_features_do_not_depend_on_where_the_chunks_fall(tiny, models, write_script, tmp_path, monkeypatch):
+    """Every window's wav2vec features are its frames of the whole scene track's features: rendered in
+    9-frame or 13-frame chunks, the same frames get the same numbers, equal to one pass over the track."""
+    from talkstudio.generators.anytalker import pipeline
+    from talkstudio.generators.anytalker.audio import layer_features, frame_windows
+
+    seen: dict[int, list] = {}
+    real_generate = pipeline.generate
+
+    def recording(components, window, *args, **kwargs):
+        recording.components = components
+        seen.setdefault(recording.frame_num, []).append(window.audio)
+        return real_generate(components, window, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "generate", recording)
+    starts: dict[int, list] = {}
+    from talkstudio.generators import anytalker
+
+    real_window = anytalker.TrackFeatures.window
+
+    def window(self, wav2vec, request, name):
+        starts.setdefault(request.frame_num, []).append(request.start_frame)
+        recording.track = (request.track, request.track_frames, request.rate, request.fps)
+        return real_window(self, wav2vec, request, name)
+
+    monkeypatch.setattr(anytalker.TrackFeatures, "window", window)
+    script = write_script(SCRIPT)
+    for frame_num in (9, 13):
+        recording.frame_num = frame_num
+        from cli import main
+
+        assert main(["render", str(script), "--models", str(models), "--frame-num", str(frame_num), "-o",
+                     str(tmp_path / f"out{frame_num}.mp4"), "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+
+    def by_frame(frame_num):
+        frames = {}
+        for start, audio in zip(starts[frame_num][::2], seen[frame_num]):  # two identities: one start each
+            for k in range(audio[0].shape[0]):
+                frames.setdefault(start + k, [a[k] for a in audio])
+        return frames
+
+    nine, thirteen = by_frame(9), by_frame(13)
+    common = sorted(set(nine) & set(thirteen))
+    assert len(common) > 9
+    for frame in common:
+        for a, b in zip(nine[frame], thirteen[frame]):
+            assert torch.equal(a, b), frame
+
+    from talkstudio.audio_io import resample
+
+    track, track_frames, rate, fps = recording.track
+    wav2vec = recording.components.wav2vec
+    whole = frame_windows(layer_features(wav2vec, resample(track["ana"], rate, 16000), track_frames), 0, track_frames)
+    for frame in common:
+        if frame < track_frames:
+            torch.testing.assert_close(nine[frame][0], whole[frame].to(nine[frame][0].dtype), atol=1e-4, rtol=0)

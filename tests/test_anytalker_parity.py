@@ -38,7 +38,24 @@ def test_forward_matches_the_original_in_fp32():
     with torch.no_grad():
         out = seeded_model()(x, t, text, clip, audios, faces, masks)[0]
     assert out.shape == expected.shape
-    assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4), (out - expected).abs().max()
+    assert torch.allclose(out, expected, atol=1e-5, rtol=1e-5), (out - expected).abs().max()
+
+
+def test_the_timestep_embedding_is_computed_in_each_originals_dtype():
+    """AnyTalker's model.py computes the sinusoid in float32, Wan2.1 (MultiTalk) in float64; near t = 1000
+    the two differ by more than the parity tolerance."""
+    from talkstudio.generators.anytalker.transformer import AnyTalkerTransformer
+    from talkstudio.generators.multitalk.transformer import MultiTalkTransformer
+    from talkstudio.generators.wan import sinusoidal_embedding
+
+    t = torch.tensor([999.0, 987.3, 501.2])
+    half = 128
+    angles = torch.outer(t, torch.pow(10000, -torch.arange(half).to(t).div(half)))  # the original's float32
+    original = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    ours = sinusoidal_embedding(256, t, AnyTalkerTransformer.timestep_dtype)
+    assert torch.equal(ours, original)
+    assert MultiTalkTransformer.timestep_dtype == torch.float64
+    assert (sinusoidal_embedding(256, t, torch.float64) - original).abs().max() > 1e-5
 
 
 def test_each_identity_drives_only_the_patches_of_its_face():
@@ -256,3 +273,22 @@ def test_bfloat16_runs_close_to_float32(overrides):
         out = model(*inputs())
     assert out.dtype == torch.float32
     assert (out - reference).norm() / reference.norm() < 0.05
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["1.3B", "14B-legacy"])
+def test_audio_and_image_sizes_come_from_the_config(legacy):
+    """Sizes other than the official ones build and run: wav2vec windows of 3 layers x 16 channels,
+    8 tokens a frame, CLIP tokens 24 wide."""
+    from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer
+
+    sizes = {"audio_layers": 3, "audio_channels": 16, "context_tokens": 8, "clip_dim": 24, "intermediate_dim": 20}
+    extra = {"legacy_audio_cross_attn": True, "audio_output_dim": 32} if legacy else {}
+    torch.manual_seed(0)
+    model = AnyTalkerTransformer(AnyTalkerConfig(dim=48, ffn_dim=64, num_heads=2, num_layers=1, text_dim=16,
+                                                 text_len=8, freq_dim=32, **sizes, **extra)).eval()
+    x, t, text, _, _, _, masks = inputs()
+    audios = [torch.randn(1, 5, 5, 3, 16) for _ in range(2)]
+    clip, faces = torch.randn(1, 257, 24), [torch.randn(1, 257, 24) for _ in range(2)]
+    with torch.no_grad():
+        out = model(x, t, text, clip, audios, faces, masks)
+    assert out.shape == (1, 16, 2, 4, 4) and torch.isfinite(out).all()

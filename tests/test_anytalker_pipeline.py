@@ -62,7 +62,8 @@ def components():
     return Components(seeded_model(), vae, wide_wav2vec(), TextStandIn(), ImageStandIn())
 
 
-def _window(frames=9, carried=None, seconds=None):
+def _window(components, frames=9, carried=None):
+    from talkstudio.generators.anytalker.audio import frame_features
     from talkstudio.generators.anytalker.pipeline import Window
 
     rng = np.random.default_rng(0)
@@ -70,28 +71,29 @@ def _window(frames=9, carried=None, seconds=None):
     samples = int(frames / 24 * 16000)
     t = np.arange(samples) / 16000
     voices = [(0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), np.zeros(samples, np.float32)]
-    return Window(image, [(4, 4, 16, 20), (28, 4, 16, 20)], voices, frames, "two people talk", carried)
+    audio = [frame_features(components.wav2vec, voice, frames) for voice in voices]
+    return Window(image, [(4, 4, 16, 20), (28, 4, 16, 20)], audio, frames, "two people talk", carried)
 
 
 def test_a_window_renders_deterministically(components):
     from talkstudio.generators.anytalker.pipeline import generate
 
-    frames = generate(components, _window(), steps=3, seed=1)
+    frames = generate(components, _window(components), steps=3, seed=1)
     assert frames.shape == (9, 32, 48, 3) and frames.dtype == np.uint8
-    assert np.array_equal(frames, generate(components, _window(), steps=3, seed=1))
-    assert not np.array_equal(frames, generate(components, _window(), steps=3, seed=2))
+    assert np.array_equal(frames, generate(components, _window(components), steps=3, seed=1))
+    assert not np.array_equal(frames, generate(components, _window(components), steps=3, seed=2))
 
 
 def test_a_continued_window_starts_from_the_carried_frames(components):
     from talkstudio.generators.anytalker.pipeline import generate
 
-    first = generate(components, _window(), steps=3, seed=1)
+    first = generate(components, _window(components), steps=3, seed=1)
     carried = first[-5:]
-    second = generate(components, _window(carried=carried), steps=3, seed=3)
+    second = generate(components, _window(components, carried=carried), steps=3, seed=3)
     assert second.shape == first.shape
     # the carried frames are re-imposed at every step: the new window's first frames stay near them
     start_error = np.abs(second[:5].astype(int) - carried.astype(int)).mean()
-    free_window = generate(components, _window(), steps=3, seed=3)
+    free_window = generate(components, _window(components), steps=3, seed=3)
     assert start_error < np.abs(free_window[:5].astype(int) - carried.astype(int)).mean()
 
 

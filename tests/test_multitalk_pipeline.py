@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
@@ -63,7 +64,8 @@ def test_missing_folders_are_listed_with_their_downloads(tmp_path):
     assert "hf download MeiGen-AI/InfiniteTalk" in message and "hf download Wan-AI/Wan2.1-I2V-14B-480P" in message
 
 
-def _window(pinned=False, carried=None, people=2):
+def _window(components, pinned=False, carried=None, people=2, frames=9):
+    from talkstudio.generators.anytalker.audio import frame_windows, layer_features
     from talkstudio.generators.multitalk import person_regions
     from talkstudio.generators.multitalk.pipeline import Window
 
@@ -72,7 +74,9 @@ def _window(pinned=False, carried=None, people=2):
     t = np.arange(int(1.2 * 16000)) / 16000
     voices = [(0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), np.zeros(len(t), np.float32)][:people]
     regions = person_regions([(4, 4, 12, 14), (30, 4, 12, 14)], 48, 32) if people == 2 else None
-    return Window(image, regions, voices, 9, lead_frames=4, prompt="two people talk", carried=carried, pinned=pinned)
+    # the window's frames of a 30-frame track, 4 frames in
+    audio = torch.stack([frame_windows(layer_features(components.wav2vec, voice, 30), 4, frames) for voice in voices])
+    return Window(image, regions, audio, frames, prompt="two people talk", carried=carried, pinned=pinned)
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +98,10 @@ def test_a_window_renders_deterministically(components, text_guide):
     from talkstudio.generators.multitalk.pipeline import Guidance, generate
 
     guidance = Guidance(text=text_guide, audio=4.0)
-    frames = generate(components, _window(), steps=2, guidance=guidance, seed=1)
+    frames = generate(components, _window(components), steps=2, guidance=guidance, seed=1)
     assert frames.shape == (9, 32, 48, 3) and frames.dtype == np.uint8
-    assert np.array_equal(frames, generate(components, _window(), steps=2, guidance=guidance, seed=1))
-    assert not np.array_equal(frames, generate(components, _window(), steps=2, guidance=guidance, seed=2))
+    assert np.array_equal(frames, generate(components, _window(components), steps=2, guidance=guidance, seed=1))
+    assert not np.array_equal(frames, generate(components, _window(components), steps=2, guidance=guidance, seed=2))
 
 
 def test_guidance_passes_match_the_originals_formula(components, monkeypatch):
@@ -113,11 +117,11 @@ def test_guidance_passes_match_the_originals_formula(components, monkeypatch):
         return model.__class__.forward(model, x, t, text, clip, audio, regions)
 
     monkeypatch.setattr(model, "forward", recording)
-    pipeline.generate(components, _window(), steps=1, guidance=pipeline.Guidance(5.0, 4.0), seed=0)
+    pipeline.generate(components, _window(components), steps=1, guidance=pipeline.Guidance(5.0, 4.0), seed=0)
     assert [(batch, people, regions) for batch, people, _, regions in calls] == [(2, 2, True), (1, 1, False)]
     assert calls[1][2] == 0.0  # the unconditional pass hears silence
     calls.clear()
-    pipeline.generate(components, _window(), steps=1, guidance=pipeline.Guidance(1.0, 4.0), seed=0)
+    pipeline.generate(components, _window(components), steps=1, guidance=pipeline.Guidance(1.0, 4.0), seed=0)
     assert [(batch, people, regions) for batch, people, _, regions in calls] == [(1, 2, True), (1, 1, False)]
 
 
@@ -130,8 +134,7 @@ def test_the_carried_frames_end_as_the_windows_first_latents(components, monkeyp
 
     rng = np.random.default_rng(4)
     carried = rng.integers(0, 255, (known, 32, 48, 3), dtype=np.uint8)
-    window = _window(pinned=pinned, carried=carried)
-    window.frames = 29
+    window = _window(components, pinned=pinned, carried=carried, frames=29)
     decoded = []
     real_decode = pipeline.decode_latents
     monkeypatch.setattr(pipeline, "decode_latents", lambda vae, latent: decoded.append(latent) or real_decode(vae, latent))

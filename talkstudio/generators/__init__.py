@@ -94,6 +94,9 @@ class GeneratorInfo:
     options: tuple[Option, ...] = ()
     colour_match: bool = False  # default of video.colour_match: generative backends drift in colour over chunks
     max_people: int | None = None  # on stage at once; None: any number
+    # the backend hears each voice over its whole scene (wav2vec over the track, sliced per window, as
+    # the originals do): requests carry the scene's tracks, and a chunk's key their digest
+    whole_track: bool = False
 
     def parse_options(self, values: dict) -> dict:
         """Settings by name, parsed; ValueError naming the unknown or bad one and what is allowed."""
@@ -146,14 +149,14 @@ GENERATORS: dict[str, GeneratorInfo] = {
         GeneratorInfo("puppet", 25, "CPU portrait animation; the embedded default and draft preview",
                       needs_gpu=False, target="talkstudio.generators.puppet:PuppetGenerator"),
         GeneratorInfo("anytalker", 24, "AnyTalker: Wan2.1-Fun-1.3B-InP with identity-aware audio attention",
-                      needs_gpu=True, motion_frames=5, chained=True, colour_match=True,
+                      needs_gpu=True, motion_frames=5, chained=True, colour_match=True, whole_track=True,
                       target="talkstudio.generators.anytalker:create", options=ANYTALKER_OPTIONS),
         GeneratorInfo("multitalk", 25, "MultiTalk: Wan2.1-I2V-14B with L-RoPE speaker binding, 25 motion frames",
                       needs_gpu=True, motion_frames=25, chained=True, colour_match=True, max_people=2,
-                      target="talkstudio.generators.multitalk:create_multitalk", options=MULTITALK_OPTIONS),
+                      whole_track=True, target="talkstudio.generators.multitalk:create_multitalk", options=MULTITALK_OPTIONS),
         GeneratorInfo("infinitetalk", 25, "InfiniteTalk: MultiTalk's network kept on the stage picture, 9 pinned frames",
                       needs_gpu=True, motion_frames=9, chained=True, colour_match=True, max_people=2,
-                      target="talkstudio.generators.multitalk:create_infinitetalk", options=MULTITALK_OPTIONS),
+                      whole_track=True, target="talkstudio.generators.multitalk:create_infinitetalk", options=MULTITALK_OPTIONS),
     )
 }
 
@@ -184,6 +187,11 @@ class ChunkRequest:
     seed: int = 0
     carried: np.ndarray | None = None  # last motion frames of the previous chunk (chained backends)
     audio_key: str = ""  # digest of `audio` and `phonemes`, so backends can reuse per-scene analysis
+    # backends with `whole_track`: each on-stage voice over the whole scene (from its first frame, exactly
+    # `track_frames` long), and its digest, under which a backend may keep what it computes from it
+    track: dict[str, np.ndarray] | None = None
+    track_frames: int = 0
+    track_key: str = ""
 
 
 class Generator(Protocol):

@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CLIP_DIM = 1280
-AUDIO_WINDOW, AUDIO_LAYERS, AUDIO_CHANNELS = 5, 12, 768  # wav2vec2-base: +-2 frames x 12 layers x 768
 VAE_STRIDE_T = 4
 
 
@@ -36,11 +34,15 @@ class WanConfig:
     eps: float = 1e-6
     qk_norm: bool = True
     cross_attn_norm: bool = True
-    # the audio projection of MultiTalk-style windows (WindowAudioProj)
+    # the audio projections' sizes, as the originals' constructors take them (their defaults): wav2vec
+    # windows of `audio_window` frames x `audio_layers` x `audio_channels`, `context_tokens` tokens each
     audio_window: int = 5
+    audio_layers: int = 12
+    audio_channels: int = 768
     intermediate_dim: int = 512
     context_tokens: int = 32
     vae_scale: int = 4
+    clip_dim: int = 1280  # CLIP ViT-H tokens' width
     norm_input_visual: bool = True
     norm_output_audio: bool = True
 
@@ -183,7 +185,7 @@ class WindowAudioProj(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        per_window = AUDIO_LAYERS * AUDIO_CHANNELS
+        per_window = config.audio_layers * config.audio_channels
         self.context_tokens, self.output_dim = config.context_tokens, config.audio_output_dim
         self.proj1 = nn.Linear(config.audio_window * per_window, config.intermediate_dim)
         self.proj1_vf = nn.Linear((config.audio_window + config.vae_scale - 1) * per_window, config.intermediate_dim)
@@ -201,7 +203,7 @@ class WindowAudioProj(nn.Module):
             batch, frames, self.context_tokens, self.output_dim)
 
 
-def audio_windows(audio: torch.Tensor, vae_scale: int = VAE_STRIDE_T, window: int = AUDIO_WINDOW):
+def audio_windows(audio: torch.Tensor, vae_scale: int = VAE_STRIDE_T, window: int = 5):
     """wav2vec windows [B, F, 5, 12, 768] -> (frame 0's [B, 1, 5, ...], later latent frames' [B, T-1, 8, ...]):
     for each later latent frame, the first video frame's window up to its centre, the centre of each
     middle frame, and the last frame's window from its centre (MultiTalk's composite)."""
@@ -214,10 +216,11 @@ def audio_windows(audio: torch.Tensor, vae_scale: int = VAE_STRIDE_T, window: in
     return first, composite
 
 
-def sinusoidal_embedding(dim: int, positions: torch.Tensor) -> torch.Tensor:
-    """Timestep embedding; angles in float64 as the original computes them (t reaches 1000 rad)."""
+def sinusoidal_embedding(dim: int, positions: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """Timestep embedding, its angles in `dtype`: Wan2.1 computes them in float64 (t reaches 1000 rad),
+    AnyTalker in float32; each backend follows its original."""
     half = dim // 2
-    angles = torch.outer(positions.double(), torch.pow(10000, -torch.arange(half, dtype=torch.float64) / half))
+    angles = torch.outer(positions.to(dtype), torch.pow(10000, -torch.arange(half, dtype=dtype) / half))
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).float()
 
 
@@ -245,8 +248,10 @@ class WanBackbone(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
         self.blocks = nn.ModuleList(block(config) for _ in range(config.num_layers))
         self.head = Head(config)
-        self.img_emb = MLPProj(CLIP_DIM, dim)
+        self.img_emb = MLPProj(config.clip_dim, dim)
         self.freqs = rope_frequencies(dim // config.num_heads)  # not a buffer: not in the checkpoint
+
+    timestep_dtype = torch.float64  # the timestep embedding's angles (Wan2.1's)
 
     @property
     def dtype(self):
@@ -258,7 +263,7 @@ class WanBackbone(nn.Module):
         timestep embedding with the blocks' six modulations, both in float32."""
         tokens = self.patch_embedding(x.to(self.dtype))
         grid = tuple(tokens.shape[2:])
-        e = self.time_embedding(sinusoidal_embedding(self.config.freq_dim, t).to(x.device))
+        e = self.time_embedding(sinusoidal_embedding(self.config.freq_dim, t, self.timestep_dtype).to(x.device))
         e6 = self.time_projection(e).unflatten(1, (6, self.config.dim))
         return tokens.flatten(2).transpose(1, 2), grid, e, e6
 

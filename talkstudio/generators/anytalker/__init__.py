@@ -1,9 +1,10 @@
 """The `anytalker` backend: talkstudio's chunk protocol around the AnyTalker window pipeline.
 
 A chunk request becomes one window: the stage picture at the model's size (the
-original's area rule), each on-stage character's face and voice (resampled to
-16 kHz, exactly the window's frames), and for chunks after the first the frames
-carried from the previous chunk. The frames come back at the video's size.
+original's area rule), each on-stage character's face and the window's frames of
+their voice's wav2vec features (computed over the whole scene track once, as the
+original computes them over the whole track), and for chunks after the first the
+frames carried from the previous chunk. The frames come back at the video's size.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from talkstudio.generators import GENERATORS, ChunkRequest
-from talkstudio.generators.anytalker.audio import WAV2VEC_RATE
+from talkstudio.generators.anytalker.audio import TrackFeatures
 from talkstudio.generators.anytalker.models import model_size
 
-VERSION = "anytalker-0"
+VERSION = "anytalker-1"  # 1: wav2vec over the whole scene track
 LOW_MEMORY_GIB = 40  # GPUs smaller than this get offloading and tiled VAE decoding by default
 
 
@@ -49,6 +50,7 @@ class AnyTalkerGenerator:
         self.components, self.device = components, device
         self.steps, self.shift, self.guide, self.max_area = steps, shift, guide, max_area
         self.vae_tiles = vae_tiles
+        self.tracks = TrackFeatures()
 
     def version(self) -> str:
         # tiled decoding blends tile seams, so its frames differ slightly from a whole decode
@@ -63,11 +65,12 @@ class AnyTalkerGenerator:
         image, (scale, dx, dy) = _fit(request.stage.image, model_w, model_h)
         names = list(request.stage.faces)
         faces = [_box(request.stage.faces[n].box, scale, dx, dy) for n in names]
-        voices = [_voice(request, n) for n in names]
+        with self.components.using(self.components.wav2vec, self.device) as wav2vec:
+            audio = [self.tracks.window(wav2vec, request, n) for n in names]
         carried = None
         if request.carried is not None:
             carried = np.stack([_fit(frame, model_w, model_h)[0] for frame in request.carried])
-        window = Window(image, faces, voices, request.frame_num, request.prompt, carried)
+        window = Window(image, faces, audio, request.frame_num, request.prompt, carried)
         frames = generate(self.components, window, self.steps, self.shift, self.guide, request.seed, self.device)
         return np.stack([_fit(frame, width, height)[0] for frame in frames])
 
@@ -91,15 +94,3 @@ def _fit(image: np.ndarray, width: int, height: int):
 def _box(box, scale, dx, dy):
     x, y, w, h = box
     return x * scale + dx, y * scale + dy, w * scale, h * scale
-
-
-def _voice(request: ChunkRequest, name: str) -> np.ndarray:
-    """The character's voice for exactly the window's frames, at 16 kHz."""
-    from talkstudio.audio_io import resample
-
-    rate = request.rate
-    offset = round((request.start_frame - request.audio_start_frame) / request.fps * rate)
-    length = round(request.frame_num / request.fps * rate)
-    voice = request.audio.get(name, np.zeros(0, np.float32))[offset:offset + length]
-    voice = np.pad(voice, (0, length - len(voice)))
-    return resample(voice.astype(np.float32), rate, WAV2VEC_RATE)

@@ -6,7 +6,7 @@ known InP frames, and their latents are put back, re-noised, at every step, as
 MultiTalk does), and both CFG passes run as one batched forward.
 
     1. conditions: text and negative text, CLIP tokens of the picture and of each face,
-       wav2vec features of each voice (zeros for the unconditional pass)
+       each voice's wav2vec features for the window (zeros for the unconditional pass)
     2. InP input: VAE latent of the known frames (the picture, or the carried frames) +
        the 4-channel mask (known frames, then the union of the faces)
     3. denoising loop: UniPC on the original's schedule, one guide scale
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkstudio.generators.anytalker.audio import frame_features
 from talkstudio.generators.anytalker.masks import box_mask, expand, identity_masks, inpaint_mask
 from talkstudio.generators.anytalker.sampling import guided, make_scheduler
 from talkstudio.generators.wan_pipeline import (VAE_STRIDE, Components, decode_latents, encode_latents,
@@ -43,7 +42,7 @@ NEGATIVE_PROMPT = (
 class Window:
     image: np.ndarray  # [H, W, 3] uint8, at the model size
     faces: list  # per identity: (x, y, w, h) in the image
-    voices: list  # per identity: 16 kHz mono float32, covering `frames` frames
+    audio: list  # per identity: wav2vec features of the window's frames [frames, 5, layers, hidden]
     frames: int  # 4n + 1
     prompt: str = ""
     carried: np.ndarray | None = None  # [m, H, W, 3] uint8 frames this window starts with
@@ -66,10 +65,9 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
         clip = encode_image(picture).to(dtype=components.dtype).repeat(2, 1, 1)
         faces = [encode_image(_crop(picture, face)).to(dtype=components.dtype).repeat(2, 1, 1) for face in window.faces]
     audios = []
-    with components.using(components.wav2vec, device) as wav2vec:
-        for voice in window.voices:
-            features = frame_features(wav2vec, voice, window.frames)[None].to(device)
-            audios.append(torch.cat([features, torch.zeros_like(features)]))
+    for features in window.audio:
+        features = features[None].to(device)
+        audios.append(torch.cat([features, torch.zeros_like(features)]))
     tokens = identity_masks(masks, lat_h, lat_w, latent_frames).to(device)
     token_masks = [row[None].repeat(2, 1) for row in tokens]
 

@@ -21,12 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from talkstudio.generators.wan import (AUDIO_CHANNELS, AUDIO_LAYERS, AUDIO_WINDOW, CLIP_DIM, VAE_STRIDE_T, MLPProj,
+from talkstudio.generators.wan import (VAE_STRIDE_T, MLPProj,
                                        WanBackbone, WanConfig, WanI2VCrossAttention, WanLayerNorm, WanRMSNorm,
                                        WanSelfAttention, WindowAudioProj, attend, audio_windows)
-
-AUDIO_TOKENS = 32  # per video frame
-
 
 @dataclass
 class AnyTalkerConfig(WanConfig):
@@ -49,17 +46,19 @@ def frame_audio_attention(q, k_face, v_face, k_audio, v_audio, grid):
     the frames it encodes; every frame sees the face. The original builds this as a dense
     boolean mask [tokens, frames * 32] through SDPA; grouping the queries by latent frame gives
     the same softmax over the same keys without the mask (memory and time ~ T times smaller).
+    Audio tokens come `context_tokens` (32) to a video frame, 4(T-1)+1 video frames.
     """
     batch, _, heads, head_dim = q.shape
     frames, per_frame = grid[0], grid[1] * grid[2]
+    tokens_per_frame = k_audio.shape[1] // (VAE_STRIDE_T * (frames - 1) + 1)  # the projection's context_tokens
     first = attend(q[:, :per_frame], torch.cat([k_face, k_audio], 1), torch.cat([v_face, v_audio], 1))
     if frames == 1:
         return first
     later = frames - 1
-    group = VAE_STRIDE_T * AUDIO_TOKENS
+    group = VAE_STRIDE_T * tokens_per_frame
 
     def grouped(audio, face):
-        own = audio[:, AUDIO_TOKENS:AUDIO_TOKENS + later * group].reshape(batch, later, group, heads, head_dim)
+        own = audio[:, tokens_per_frame:tokens_per_frame + later * group].reshape(batch, later, group, heads, head_dim)
         faces = face.unsqueeze(1).expand(batch, later, *face.shape[1:])
         return torch.cat([faces, own], dim=2).reshape(batch * later, -1, heads, head_dim)
 
@@ -167,32 +166,37 @@ class WanAttentionBlock(nn.Module):
 
 
 class AudioProjModel(nn.Module):
-    """wav2vec windows [B, F, 5, 12, 768] -> 32 tokens per video frame [B, F, 32, dim]."""
+    """wav2vec windows [B, F, 5, 12, 768] -> 32 tokens per video frame [B, F, 32, dim] (sizes from the config:
+    audio_window x audio_layers x audio_channels in, intermediate_dim, context_tokens out)."""
 
-    def __init__(self, output_dim: int, intermediate_dim: int = 512):
+    def __init__(self, config: AnyTalkerConfig):
         super().__init__()
-        self.proj1 = nn.Linear(AUDIO_WINDOW * AUDIO_LAYERS * AUDIO_CHANNELS, intermediate_dim)
-        self.proj2 = nn.Linear(intermediate_dim, intermediate_dim)
-        self.proj3 = nn.Linear(intermediate_dim, AUDIO_TOKENS * output_dim)
-        self.norm = nn.LayerNorm(output_dim)
+        self.tokens = config.context_tokens
+        self.proj1 = nn.Linear(config.audio_window * config.audio_layers * config.audio_channels,
+                               config.intermediate_dim)
+        self.proj2 = nn.Linear(config.intermediate_dim, config.intermediate_dim)
+        self.proj3 = nn.Linear(config.intermediate_dim, self.tokens * config.dim)
+        self.norm = nn.LayerNorm(config.dim)
 
     def forward(self, audio):
         batch, frames = audio.shape[:2]
         hidden = torch.relu(self.proj2(torch.relu(self.proj1(audio.reshape(batch * frames, -1)))))
-        tokens = self.proj3(hidden).reshape(batch * frames, AUDIO_TOKENS, -1)
-        return self.norm(tokens).reshape(batch, frames, AUDIO_TOKENS, -1)
+        tokens = self.proj3(hidden).reshape(batch * frames, self.tokens, -1)
+        return self.norm(tokens).reshape(batch, frames, self.tokens, -1)
 
 
 # --- the model -----------------------------------------------------------------------------
 
 class AnyTalkerTransformer(WanBackbone):
+    timestep_dtype = torch.float32  # AnyTalker's model.py computes the timestep embedding in float32
+
     def __init__(self, config: AnyTalkerConfig):
         super().__init__(config, WanAttentionBlock)
         if config.legacy_audio_cross_attn:
             self.audio_proj = WindowAudioProj(config)
         else:
-            self.audio_emb = AudioProjModel(config.dim)
-        self.audio_ref_emb = MLPProj(CLIP_DIM, config.dim)
+            self.audio_emb = AudioProjModel(config)
+        self.audio_ref_emb = MLPProj(config.clip_dim, config.dim)
 
     def forward(self, x, t, text, clip, audios, faces, masks):
         """The flow prediction [B, out_dim, T, H, W] for latents x [B, in_dim, T, H, W] at times t [B]."""

@@ -1,9 +1,9 @@
 """The `multitalk` and `infinitetalk` backends: talkstudio's chunk protocol around the MultiTalk window.
 
 A chunk request becomes one window: the stage picture at the original's resolution bucket, each
-on-stage person's voice (16 kHz, with the request's context around the window, so wav2vec hears
-the speech around the window as the original's whole-track pass does), each person's region from
-our face binding (in place of boxes typed by hand), and the frames carried from the previous chunk.
+on-stage person's wav2vec features for the window's frames (computed once over the whole scene
+track, as the original's pass over the whole file), each person's region from our face binding
+(in place of boxes typed by hand), and the frames carried from the previous chunk.
 
 MultiTalk continues from the previous window's last 25 frames (re-noised at every step);
 InfiniteTalk keeps the stage picture as frame 0 of every window and pins the last 9 frames.
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkstudio.generators import GENERATORS, ChunkRequest
+from talkstudio.generators.anytalker.audio import TrackFeatures
 
-VERSION = "multitalk-0"
+VERSION = "multitalk-1"  # 1: wav2vec over the whole scene track
 LOW_MEMORY_GIB = 60  # the 14B DiT alone is ~28 GB in bf16: smaller GPUs keep the encoders and VAE off it
 SHIFT = {480: 7.0, 720: 11.0}  # the originals' defaults per resolution
 # a person's region around their face: the body below and some space either side (the original's
@@ -96,11 +97,14 @@ class MultiTalkGenerator:
     def __init__(self, components, settings: Settings, people: int = 2, device: str = "cpu"):
         self.components, self.settings, self.people, self.device = components, settings, people, device
         self.info = GENERATORS[settings.backend]
+        self.tracks = TrackFeatures()
 
     def version(self) -> str:
         return self.settings.identity()
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
+        import torch
+
         from talkstudio.generators.multitalk.models import model_size
         from talkstudio.generators.multitalk.pipeline import Guidance, Window, generate
 
@@ -109,13 +113,14 @@ class MultiTalkGenerator:
         image, (scale, dx, dy) = _fit(request.stage.image, model_w, model_h)
         names = self._people(request)
         boxes = [_box(request.stage.faces[n].box, scale, dx, dy) for n in names]
-        voices = [_voice(request, n) for n in names] or [_voice(request, None)]  # nobody on stage: one silence
+        with self.components.using(self.components.wav2vec, self.device) as wav2vec:
+            # nobody on stage: one silence
+            audio = torch.stack([self.tracks.window(wav2vec, request, n) for n in names or [None]])
         carried = None
         if request.carried is not None:
             carried = np.stack([_fit(frame, model_w, model_h)[0] for frame in request.carried])
-        window = Window(image, person_regions(boxes, model_w, model_h) if len(names) == 2 else None, voices,
-                        request.frame_num, request.start_frame - request.audio_start_frame, request.fps,
-                        request.prompt, carried, pinned=self.settings.backend == "infinitetalk")
+        window = Window(image, person_regions(boxes, model_w, model_h) if len(names) == 2 else None, audio,
+                        request.frame_num, request.prompt, carried, pinned=self.settings.backend == "infinitetalk")
         guidance = Guidance(self.settings.text_guide, self.settings.audio_guide, self.settings.apg)
         frames = generate(self.components, window, self.settings.steps, self.settings.shift, guidance,
                           request.seed, self.device)
@@ -159,18 +164,3 @@ def _fit(image: np.ndarray, width: int, height: int):
 def _box(box, scale, dx, dy):
     x, y, w, h = box
     return x * scale + dx, y * scale + dy, w * scale, h * scale
-
-
-def _samples(request: ChunkRequest) -> int:
-    return max((len(a) for a in request.audio.values()), default=round(request.frame_num / request.fps * request.rate))
-
-
-def _voice(request: ChunkRequest, name: str | None) -> np.ndarray:
-    """The character's voice over the whole request (context included), at 16 kHz."""
-    from talkstudio.audio_io import resample
-    from talkstudio.generators.anytalker.audio import WAV2VEC_RATE
-
-    voice = request.audio.get(name) if name is not None else None
-    if voice is None:
-        voice = np.zeros(_samples(request), np.float32)
-    return resample(voice.astype(np.float32), request.rate, WAV2VEC_RATE)

@@ -2,8 +2,8 @@
 
 The steps follow the originals' streaming loop (`MultiTalkPipeline.generate`, one pass per chunk):
 
-    1. conditions: text and negative text, CLIP tokens of the conditioning frame, wav2vec features of
-       each voice (the window's frames, computed over the voice's context too)
+    1. conditions: text and negative text, CLIP tokens of the conditioning frame, each voice's wav2vec
+       features for the window's frames (computed over the whole scene track, as the original's whole file)
     2. InP input: VAE latents of the known frames + the 4-channel mask
          multitalk:    known = the picture, or the previous window's last 25 frames; their latents are
                        put back, re-noised to each step's level, after every step
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkstudio.generators.anytalker.audio import frame_windows, layer_features
 from talkstudio.generators.wan_pipeline import (VAE_STRIDE, Components, decode_latents, encode_latents,
                                                 encode_prompts, to_tensor)
 
@@ -40,10 +39,8 @@ NEGATIVE_PROMPT = (
 class Window:
     image: np.ndarray  # [H, W, 3] uint8 reference picture at the model size
     regions: np.ndarray | None  # [persons + 1, H, W] each person's region then the background; None for one
-    voices: list  # per person: 16 kHz mono float32, starting `lead_frames` before the window
+    audio: object  # [persons, frames, 5, layers, hidden]: each voice's wav2vec features for the window
     frames: int  # 4n + 1
-    lead_frames: int = 0  # frames of voice context before the window
-    fps: float = 25.0
     prompt: str = ""
     carried: np.ndarray | None = None  # [m, H, W, 3] uint8: the previous window's last frames
     pinned: bool = False  # InfiniteTalk: carried frames pinned clean, the picture stays frame 0
@@ -67,18 +64,6 @@ def timesteps(steps: int, shift: float):
     return shift * t / (1 + (shift - 1) * t) * TRAIN_TIMESTEPS
 
 
-def voice_features(wav2vec, window: Window, device):
-    """[persons, frames, 5, 12, 768]: each voice's features over its whole span, cut to the window."""
-    import torch
-
-    rows = []
-    for voice in window.voices:
-        span = max(int(len(voice) / 16000 * window.fps), window.lead_frames + window.frames)
-        features = layer_features(wav2vec, voice, span)
-        rows.append(frame_windows(features, window.lead_frames, window.frames))
-    return torch.stack(rows).to(device)
-
-
 def generate(components: Components, window: Window, steps: int = 40, shift: float = 7.0,
              guidance: Guidance | None = None, seed: int = 0, device: str = "cpu"):
     """The window's frames, [frames, H, W, 3] uint8."""
@@ -95,8 +80,7 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
     known = window.image[None] if window.pinned or window.carried is None else window.carried
     with components.using(components.image_encoder, device) as encode_image:
         clip = encode_image(to_tensor(known[-1:])[:, 0][None].to(device)).to(dtype=components.dtype)
-    with components.using(components.wav2vec, device) as wav2vec:
-        audio = voice_features(wav2vec, window, device)[None]
+    audio = window.audio.to(device)[None]
     regions = _latent_regions(window.regions, lat_h, lat_w, device)
 
     # 2. InP input: the known frames encoded, the rest zeros; which latents stay fixed

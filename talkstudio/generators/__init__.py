@@ -117,7 +117,8 @@ class GeneratorInfo:
 
 
 ANYTALKER_OPTIONS = (
-    Option("steps", 40, int, "denoising steps (the original's 40; fewer for drafts)", minimum=1),
+    Option("steps", None, int, "denoising steps (auto: 40 for the 1.3B checkpoint, 20 for the 14B, as the "
+           "original's README runs them; fewer for drafts)", minimum=1),
     Option("guide", 4.5, float, "guidance scale for text and audio together (1.0: none)", minimum=1.0),
     Option("shift", 3.0, float, "flow-matching schedule shift (3.0 at 480p)", minimum=0, exclusive_minimum=True),
     Option("max_area", 832 * 480, int, "pixels the model renders at; frames are scaled to the video size",

@@ -19,7 +19,10 @@ VERSION = "anytalker-1"  # 1: wav2vec over the whole scene track
 LOW_MEMORY_GIB = 40  # GPUs smaller than this get offloading and tiled VAE decoding by default
 
 
-def create(models=None, device: str | None = None, steps: int = 40, guide: float = 4.5, shift: float = 3.0,
+STEPS = {"1.3B": 40, "14B": 20}  # the original's README commands (its script's own default is 20 for both)
+
+
+def create(models=None, device: str | None = None, steps: int | None = None, guide: float = 4.5, shift: float = 3.0,
            max_area: int = 832 * 480, offload: bool | None = None, vae_tiles: bool | None = None) -> AnyTalkerGenerator:
     """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS).
 
@@ -31,7 +34,9 @@ def create(models=None, device: str | None = None, steps: int = 40, guide: float
     from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
     root = models_root("anytalker", models)
-    files = locate(root, _variant(root))
+    variant = _variant(root)
+    files = locate(root, variant)
+    steps = steps or STEPS[variant]
     device = torch_device("anytalker", device)
     low_memory = gpu_gib(device) < LOW_MEMORY_GIB
     offload = low_memory if offload is None else offload

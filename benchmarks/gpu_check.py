@@ -7,8 +7,9 @@ of a step, the DiT's speed-up over the original formulation (the speed benchmark
 and whether the frames are finite and vary.
 
 Without --models the folders are made here with random weights: the DiTs at full size (1.3B and
-14B, under the checkpoints' key names, so the real loaders read them strictly), the encoders
-(T5, CLIP, VAE, wav2vec) narrow, which is what a DiT-bound check needs. With --models DIR the
+14B, under the checkpoints' key names, so the real loaders read them strictly; only the text
+embedding's input is as narrow as the T5), the encoders (T5, CLIP, VAE, wav2vec) narrow, which is
+what a DiT-bound check needs. With --models DIR the
 downloaded folders are used as they are. --tiny runs everything at a toy size on the CPU (CI
 runs it, so the script cannot rot).
 
@@ -211,14 +212,24 @@ def _random_model(cls, config):
     return model
 
 
+def _text_width() -> int:
+    """The narrow T5's width: the full-size DiT's text embedding takes it in (its only narrow part)."""
+    import torch
+
+    from anytalker_layout import FIXTURES
+
+    return torch.load(FIXTURES / "wan_t5_tiny.pt", weights_only=True)["config"]["dim"]
+
+
 def write_full_anytalker(root: Path) -> None:
     import torch
 
     from talkstudio.generators.anytalker.transformer import AnyTalkerConfig, AnyTalkerTransformer
 
-    config = {**FULL["anytalker"], "model_type": "a2v_af", "in_dim": 36}
-    (root / "AnyTalker" / "config_af2v_1_3B.json").write_text(json.dumps(config))
-    model = _random_model(AnyTalkerTransformer, AnyTalkerConfig(**FULL["anytalker"]))
+    sizes = {**FULL["anytalker"], "text_dim": _text_width()}
+    (root / "AnyTalker" / "config_af2v_1_3B.json").write_text(json.dumps({**sizes, "model_type": "a2v_af",
+                                                                          "in_dim": 36}))
+    model = _random_model(AnyTalkerTransformer, AnyTalkerConfig(**sizes))
     torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, root / "AnyTalker" / "1_3B-single-v1.pth")
 
 
@@ -231,10 +242,11 @@ def write_full_multitalk(root: Path) -> None:
     wan = root / WAN
     for old in wan.glob("diffusion_pytorch_model-*.safetensors"):
         old.unlink()
+    sizes = {**FULL["multitalk"], "text_dim": _text_width()}
     (wan / "config.json").write_text(json.dumps({"_class_name": "WanModel", "model_type": "i2v", "in_dim": 36,
                                                  "out_dim": 16, "eps": 1e-06, "text_len": 512, "freq_dim": 256,
-                                                 "text_dim": 4096, **FULL["multitalk"]}))
-    model = _random_model(MultiTalkTransformer, MultiTalkConfig(**FULL["multitalk"]))
+                                                 **sizes}))
+    model = _random_model(MultiTalkTransformer, MultiTalkConfig(**sizes))
     state = {k: v.contiguous().cpu() for k, v in model.state_dict().items()}
     del model
     audio = {k: v for k, v in state.items() if any(part in k or k.startswith(part) for part in AUDIO_PARTS)}

@@ -33,10 +33,17 @@ EMPHASIS = re.compile(r"(?<!\\)[*_]")
 # parenthetical words a writer uses that the delivery vocabulary spells differently
 SYNONYMS = {"whispers": "whispering", "shouts": "shouting", "yelling": "shouting", "yells": "shouting",
             "screaming": "shouting", "loudly": "loud", "hushed": "quietly", "murmuring": "quietly",
-            "murmurs": "quietly", "emphatically": "emphatic", "rushing": "rushed", "quick": "fast"}
+            "murmurs": "quietly", "emphatically": "emphatic", "rushing": "rushed", "quick": "fast",
+            # in a screenplay "(low)" means quietly, not a lower pitch
+            "low": "quietly", "lowly": "quietly", "softly": "quietly", "quiet": "quietly"}
+# whole parentheticals with a screenplay meaning the delivery words do not spell out
+PHRASES = {"under her breath": "quietly", "under his breath": "quietly", "under their breath": "quietly",
+           "sotto voce": "quietly", "to herself": "quietly", "to himself": "quietly", "aside": "quietly",
+           "barely audible": "whispering", "whispered": "whispering", "raising her voice": "loud",
+           "raising his voice": "loud"}
+NOT_DELIVERY = {"high"}  # "(high)" in a screenplay is a state, not a pitch: kept as the emotion
 PAUSES = {"beat": 0.5, "a beat": 0.5, "pause": 0.8, "a pause": 0.8, "long pause": 1.5}
-WORDS_PER_SECOND = 2.7  # espeak's default pace, to guess how long a line the overlap joins will last
-DUAL_OVERLAP = 0.6  # how much of the line before a dual-dialogue line is spoken over (a fraction)
+DUAL_OVERLAP = "60%"  # how much of the line before a dual-dialogue line is spoken over
 
 
 @dataclass
@@ -203,14 +210,15 @@ def _read_dialogue(lines: list[tuple[int, str]], i: int, scene: FountainScene, p
 def parse_parenthetical(inside: str) -> Hint:
     """'whispering, slowly' -> delivery words; 'beat' -> a pause; anything else is kept as the emotion."""
     hint, feelings = Hint(), []
-    for phrase in (p.strip() for p in inside.lower().split(",")):
-        words = [SYNONYMS.get(w, w) for w in phrase.split()]
+    for written in (p.strip() for p in inside.split(",")):
+        phrase = written.lower()
+        words = [SYNONYMS.get(w, w) for w in PHRASES.get(phrase, phrase).split()]
         if phrase in PAUSES:
             hint.pause = PAUSES[phrase]
-        elif words and all(w in VOCABULARY for w in words):
+        elif words and all(w in VOCABULARY and w not in NOT_DELIVERY for w in words):
             hint.delivery += words
-        elif phrase:
-            feelings.append(phrase)
+        elif written:
+            feelings.append(written)  # as the writer wrote it, capitals included
     hint.emotion = ", ".join(feelings) or None
     return hint
 
@@ -360,7 +368,7 @@ def _lines(speeches: list[Speech], speakers: dict[str, str]) -> list[dict]:
     for speech in speeches:
         line = {speakers[speech.character]: speech.text}
         if speech.dual and lines and next(iter(lines[-1])) != speakers[speech.character]:
-            line["overlap"] = _dual_overlap(lines[-1])
+            line["overlap"] = DUAL_OVERLAP
         elif speech.hint.pause is not None and lines:
             line["pause"] = speech.hint.pause
         if speech.hint.delivery:
@@ -371,13 +379,6 @@ def _lines(speeches: list[Speech], speakers: dict[str, str]) -> list[dict]:
             line["prompt"] = speech.prompt
         lines.append(line)
     return lines
-
-
-def _dual_overlap(previous: dict) -> float:
-    """Seconds before the previous line's end that a dual-dialogue line starts: early in that line, so the
-    two are heard together (from a guess of its length; the timeline clamps it to that line's start)."""
-    words = len(str(next(iter(previous.values()))).split())
-    return round(min(max(DUAL_OVERLAP * words / WORDS_PER_SECOND, 0.3), 30.0), 2)
 
 
 def _scene_id(heading: str | None, number: int, taken: set[str]) -> str:

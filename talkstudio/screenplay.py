@@ -53,6 +53,19 @@ def _check_size(value: tuple[int, int]) -> tuple[int, int]:
     return value
 
 
+def _check_overlap(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("overlap is seconds (e.g. 0.8) or a share of the previous line (e.g. 60%)")
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+        if not match or not 0 < float(match[1]) <= 100:
+            raise ValueError("overlap is seconds (e.g. 0.8) or a share of the previous line from 1% to 100% (e.g. 60%)")
+        return f"{float(match[1]):g}%"
+    if value is not None and not 0 < value <= 30:
+        raise ValueError("overlap in seconds must be more than 0 and at most 30")
+    return value
+
+
 def _check_face(value: Any) -> Any:
     if not (isinstance(value, (list, tuple)) and len(value) == 4):
         raise ValueError("a face box is [x, y, width, height] in pixels of the image")
@@ -182,8 +195,9 @@ class Line(_Model):
     text: str | None = Field(None, description="what is said (the transcript, for a recorded line)")
     audio: Path | None = Field(None, description="recorded audio used instead of TTS")
     pause: float | None = Field(None, ge=0, le=60, strict=True, description="silence before this line, seconds")
-    overlap: float | None = Field(None, gt=0, le=30, strict=True,
-                                  description="start this many seconds before the previous line ends")
+    overlap: Annotated[float | str | None, AfterValidator(_check_overlap)] = Field(
+        None, description="start this many seconds before the previous line ends, or a share of the previous "
+                          "line ('60%': the last 60% of it is spoken over)")
     prompt: str | None = Field(None, description="what the picture shows while this line is spoken")
     emotion: str | None = None
     delivery: Annotated[Delivery | None, BeforeValidator(_delivery_words)] = Field(

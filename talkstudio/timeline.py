@@ -227,6 +227,13 @@ def _normalised(timeline: Timeline, screenplay: Screenplay) -> Timeline:
     return timeline
 
 
+def _overlap_samples(overlap: float | str, previous: int, rate: int) -> int:
+    """A line's `overlap` in samples: seconds, or a share ('60%') of the previous line's length."""
+    if isinstance(overlap, str):
+        return round(float(overlap.rstrip("%")) / 100 * previous)
+    return round(overlap * rate)
+
+
 def _layout_scene(scene, clips: list[Clip], screenplay: Screenplay, rate: int, warnings: list[str]):
     """Place a scene's clips in samples from the scene's start; return them and the scene's length."""
     timing = screenplay.timing
@@ -236,9 +243,9 @@ def _layout_scene(scene, clips: list[Clip], screenplay: Screenplay, rate: int, w
     for i, (line, clip) in enumerate(zip(scene.lines, clips)):
         if line.overlap is not None:
             previous = placed[-1]
-            start = previous.end - round(line.overlap * rate)
+            start = previous.end - _overlap_samples(line.overlap, previous.clip.length, rate)
             if start < previous.start:
-                warnings.append(f"{line.where}: overlap {line.overlap:g} s is longer than the previous line "
+                warnings.append(f"{line.where}: overlap {line.overlap} s is longer than the previous line "
                                 f"({previous.clip.length / rate:.2f} s); the line starts with it instead")
                 start = previous.start
         else:

@@ -226,3 +226,22 @@ def test_a_recorded_line_is_read_from_the_cache_where_it_is_mixed(tmp_path):
     assert isinstance(samples, RecordingOnDisk) and len(samples) == len(whole)
     assert np.array_equal(samples[1000:250000], whole[1000:250000])
     assert np.array_equal(samples[len(whole) - 5:len(whole) + 10], whole[-5:])
+
+
+def test_an_overlap_can_be_a_share_of_the_line_before(write_script, tmp_path):
+    from talkstudio.checks import load_screenplay
+    from talkstudio.speech import speak_all, timeline_rate
+    from talkstudio.timeline import build_timeline
+
+    screenplay = load_screenplay(write_script("""
+        cast: {ana: {voice: ava}, ben: {voice: dan}}
+        scenes:
+          - lines:
+              - ana: A sentence long enough to be spoken over by the other voice.
+              - ben: Me too.
+                overlap: 75%
+    """))
+    rate = timeline_rate(screenplay)
+    clips, _ = speak_all(screenplay, Cache(tmp_path / "cache"), rate, Reporter(quiet=True))
+    first, second = build_timeline(screenplay, clips, rate).cues
+    assert (second.start - first.start) / (first.end - first.start) == pytest.approx(0.25, abs=0.01)

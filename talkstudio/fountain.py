@@ -4,12 +4,13 @@
 element's line number; `import_fountain` casts it from a cast file and writes the screenplay.
 
     Title: page              -> title
-    INT. HOUSE - DAY, .FORCED -> a scene (its first action paragraph becomes the scene's prompt)
+    INT. HOUSE - DAY, .FORCED -> a scene (the action before its first line becomes the scene's prompt)
     CHARACTER (V.O.) / @Name -> the speaker (extensions stripped, matched to the cast)
     (whispering) / (angry)   -> delivery when every word is a delivery word, else emotion;
                                 (beat) / (pause) -> a pause; mid-speech it starts a new line
     CHARACTER ^              -> dual dialogue: the line overlaps the one before it
-    action between speeches  -> the next line's prompt
+    action between speeches  -> the next line's prompt (every paragraph, in order); action after a
+                                scene's last line has no line to go with and is reported as left out
     /* boneyard */, [[notes]], # sections, = synopses, transitions, >centred<, === -> ignored
 """
 
@@ -73,6 +74,7 @@ class FountainScene:
     line_no: int
     prompt: str | None = None
     speeches: list[Speech] = field(default_factory=list)
+    left_out: list[int] = field(default_factory=list)  # line numbers of action after the last speech
 
 
 @dataclass
@@ -88,7 +90,8 @@ def parse_fountain(text: str) -> FountainScript:
     lines = _logical_lines(text)
     title, lines = _title_page(lines)
     scenes = [FountainScene(None, 1)]
-    action: list[str] = []  # the action paragraph read last, for the next line's or the scene's prompt
+    action: list[str] = []  # every action paragraph since the last speech, in order
+    action_lines: list[int] = []
     i, after_blank = 0, True
     while i < len(lines):
         number, raw = lines[i]
@@ -98,20 +101,31 @@ def parse_fountain(text: str) -> FountainScript:
             continue
         following = lines[i + 1][1].strip() if i + 1 < len(lines) else ""
         if after_blank and _is_heading(line):
+            _leave_out(scenes[-1], action_lines)
             scenes.append(FountainScene(_heading_text(line), number))
-            action = []
+            action, action_lines = [], []
             i += 1
         elif after_blank and following and _is_character(line):
-            i = _read_dialogue(lines, i, scenes[-1], " ".join(action) or None)
-            action = []
+            scene = scenes[-1]
+            if not scene.speeches and scene.prompt is None and action:  # what the scene opens on
+                scene.prompt, action = " ".join(action), []
+            i = _read_dialogue(lines, i, scene, " ".join(action) or None)
+            action, action_lines = [], []
         elif _is_ignored(line):
             i += 1
         else:
-            i, action = _read_action(lines, i)
-            if scenes[-1].prompt is None and not scenes[-1].speeches:
-                scenes[-1].prompt, action = " ".join(action), []
+            action_lines.append(number)
+            i, paragraph = _read_action(lines, i)
+            action += paragraph
         after_blank = False
+    _leave_out(scenes[-1], action_lines)
     return FountainScript(title, [s for s in scenes if s.speeches or s.heading is not None])
+
+
+def _leave_out(scene: FountainScene, action_lines: list[int]) -> None:
+    """Action after a scene's last speech: no line is spoken over it (before any speech it is the prompt)."""
+    if scene.speeches:
+        scene.left_out += action_lines
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -270,6 +284,10 @@ def import_fountain(script: Path, cast_file: Path, output: Path) -> ImportResult
     speakers = _cast_speakers(parsed, cast_doc["cast"], script, cast_file)
     warnings = [f"{script}:{s.line_no}: scene '{s.heading}' has no dialogue; it is left out"
                 for s in parsed.scenes if not s.speeches]
+    warnings += [f"{script}:{s.left_out[0]}: {len(s.left_out)} action paragraph{'s' * (len(s.left_out) > 1)} after "
+                 f"the last line of scene '{s.heading or 'the opening'}' (line{'s' * (len(s.left_out) > 1)} "
+                 f"{', '.join(map(str, s.left_out))}) left out: no line is spoken over them"
+                 for s in parsed.scenes if s.left_out]
     document = _screenplay_document(parsed, cast_doc, speakers, cast_file.parent, output.parent, script)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(f"{IMPORT_HEADER}{script.name} by `talkstudio import`, cast from {cast_file.name}\n"

@@ -240,3 +240,35 @@ def test_cast_names_match_in_any_case_and_bad_inputs_exit_2(tmp_path):
     result = run_cli("import", script, "--cast", bad_voice, "-o", target)
     assert result.returncode == 2 and "unknown voice engine 'nope'" in result.stderr
     assert f"come from {bad_voice}" in result.stderr
+
+
+def test_every_action_paragraph_is_kept_in_order_and_what_is_left_out_is_said(tmp_path):
+    script = parse("""
+        EXT. RIVER - DAY
+
+        A RIVER.
+
+        We're underwater, watching a fish.
+
+        ANA
+        Look at it.
+
+        The fish turns.
+
+        It swims away.
+
+        BEN
+        Gone.
+
+        The sun sets.
+    """)
+    scene = script.scenes[0]
+    assert scene.prompt == "A RIVER. We're underwater, watching a fish."
+    assert [s.prompt for s in scene.speeches] == [None, "The fish turns. It swims away."]
+    assert scene.left_out == [17]
+    fountain = tmp_path / "river.fountain"
+    fountain.write_text("EXT. RIVER - DAY\n\nA RIVER.\n\nADA\nLook.\n\nThe sun sets.\n")
+    result = run_cli("import", fountain, "--cast", EXAMPLE_CAST, "-o", tmp_path / "river.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "river.fountain:8: 1 action paragraph after the last line of scene 'EXT. RIVER - DAY'" in \
+        result.stdout + result.stderr

@@ -579,9 +579,14 @@ def edit_video(video: Path, target: Path | None = None, edl: Path | None = None,
     target = Path(target) if target else default_cut(video)
     from talkstudio.outputs import refuse_inputs_as_outputs, require_suffix
 
+    from talkstudio.outputs import SUBTITLE_KINDS
+
     require_suffix(target, (".mp4",))
     folder = video.with_suffix("")
-    refuse_inputs_as_outputs([target], [video, edl, default_edl(video), folder / "cues.json", folder / "stages.json"])
+    sidecars = {kind: (video.with_suffix(f".{kind}"), target.with_suffix(f".{kind}")) for kind in SUBTITLE_KINDS}
+    refuse_inputs_as_outputs([target, *(made for _, made in sidecars.values())],
+                             [video, edl, default_edl(video), folder / "cues.json", folder / "stages.json",
+                              *(source for source, _ in sidecars.values())])
     if edl is not None:
         shots, decided = read_edl(edl, programme), False
     else:
@@ -592,10 +597,23 @@ def edit_video(video: Path, target: Path | None = None, edl: Path | None = None,
         captions = _reframed_captions(video, programme, settings)
     try:
         cut_video(video, shots, programme, target, settings.aspect, captions)
+        _write_sidecars(sidecars, captions)
     finally:
         if captions is not None:
             captions.ass.unlink(missing_ok=True)
     return EditResult(target, Path(edl), shots, decided)
+
+
+def _write_sidecars(sidecars: dict, captions) -> None:
+    """The render's subtitles beside the cut (its timeline is the render's); a reframed cut's .ass is
+    the captions laid out for its shape."""
+    from talkstudio.cache import atomic_write
+
+    for kind, (source, made) in sidecars.items():
+        chosen = captions.ass if kind == "ass" and captions is not None else source
+        if chosen.is_file():
+            with atomic_write(made, "wb") as f:
+                f.write(chosen.read_bytes())
 
 
 # captions' distance from the top: below the apps' tabs, above the faces (a reframed close-up has the face

@@ -239,6 +239,8 @@ def test_the_cut_has_every_frame_with_close_ups_cropped_from_the_wide_shot(wide)
     assert count_frames(cut) == cues["frames"]
     streams = probe(cut)["streams"]
     assert ("audio", "aac") in streams and ("subtitle", "mov_text") in streams
+    for kind in ("srt", "vtt", "ass"):  # the render's subtitles beside the cut: its timeline is the render's
+        assert cut.with_suffix(f".{kind}").read_text() == wide.with_suffix(f".{kind}").read_text()
     programme_shots = [line for line in edl.read_text().splitlines() if line and not line.startswith("#")]
     assert any(" close " in line for line in programme_shots) and any(" wide " in line for line in programme_shots)
     fps = cues["fps"]
@@ -311,3 +313,5 @@ def test_a_vertical_cut_follows_the_speaker_with_captions_in_the_safe_area(wide)
     band = np.abs(original[middle][:, left:left + 64].astype(int) - cut[middle].astype(int))
     assert band[10:36].mean() > 3 * max(band[50:].mean(), 0.5)
     assert band[:8].mean() < band[10:36].mean()
+    assert "PlayResX: 64" in vertical.with_suffix(".ass").read_text()  # the captions as laid out for 9:16
+    assert vertical.with_suffix(".srt").read_text() == wide.with_suffix(".srt").read_text()

@@ -310,13 +310,17 @@ def read_edl(file: Path, programme: Programme) -> list[Shot]:
         raise InputError(Problem("edit decision list not found", file=Path(file), hint="check the --edl path")) from None
     problems: list[Problem] = []
     shots: list[tuple[int, Shot]] = []
+    spans: list[tuple[int, Shot]] = []  # every line whose times could be read, for the continuity check
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if line:
-            shot = _parse_shot(line, programme, Path(file), number, problems)
+            shot, span = _parse_shot(line, programme, Path(file), number, problems)
             if shot is not None:
                 shots.append((number, shot))
-    problems += _continuity_problems(shots, programme, Path(file))
+            if span is not None:
+                spans.append((number, span))
+    # a line with a bad camera still has its times: the lines around it are not blamed for its gap
+    problems += _continuity_problems(spans, programme, Path(file))
     if not shots and not problems:
         problems.append(Problem("no shots in the edit decision list", file=Path(file),
                                 hint="one shot a line: START END wide|close NAME"))
@@ -325,37 +329,42 @@ def read_edl(file: Path, programme: Programme) -> list[Shot]:
     return [shot for _, shot in shots]
 
 
-def _parse_shot(line: str, programme: Programme, file: Path, number: int, problems: list[Problem]) -> Shot | None:
+def _parse_shot(line: str, programme: Programme, file: Path, number: int,
+                problems: list[Problem]) -> tuple[Shot | None, Shot | None]:
+    """The shot on a line (None when it is wrong, with its problem added), and its span whenever its
+    times can be read (so a wrong camera does not make its neighbours look wrong)."""
     parts = line.split()
+
     def fail(message: str, hint: str) -> None:
         problems.append(Problem(message, file=file, line=number, hint=hint))
 
+    times = [_frame(t, programme.fps) for t in parts[:2]] if len(parts) >= 2 else [None, None]
+    span = Shot(*times) if None not in times and times[1] > times[0] else None
     if len(parts) not in (3, 4) or (len(parts) == 3) != (parts[2] == "wide"):
         fail(f"cannot read the shot {line!r}", "write START END wide, or START END close NAME")
-        return None
-    times = [_frame(t, programme.fps) for t in parts[:2]]
+        return None, span
     for text, frame in zip(parts[:2], times):
         if frame is None:
             fail(f"'{text}' is not a time", "write HH:MM:SS.mmm or seconds, e.g. 00:00:04.250 or 4.25")
     if None in times:
-        return None
+        return None, None
     start, end = times
     if end <= start:
         fail(f"the shot ends ({parts[1]}) before it starts ({parts[0]})", "the end comes after the start")
-        return None
+        return None, None
     if len(parts) == 3:
-        return Shot(start, end)
+        return Shot(start, end), span
     if parts[2] != "close":
         fail(f"unknown camera '{parts[2]}'", "cameras are `wide` and `close NAME`")
-        return None
+        return None, span
     name = parts[3]
     missing = [s.id for s in programme.scenes if s.start < end and s.end > start and name not in s.faces]
     if missing:
         on_stage = sorted({n for s in programme.scenes for n in s.faces})
         fail(f"no close-up of '{name}': not on stage in scene {', '.join(missing)} during this shot",
              f"characters on stage: {', '.join(on_stage)}; or cut to wide there")
-        return None
-    return Shot(start, end, name)
+        return None, span
+    return Shot(start, end, name), span
 
 
 def _frame(text: str, fps: float) -> int | None:

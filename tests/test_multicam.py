@@ -284,7 +284,7 @@ def test_bad_edl_or_video_exits_2(wide, tmp_path):
     result = run_cli("edit", wide, "--edl", bad, "-o", tmp_path / "x.mp4")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{bad}:2" in result.stderr and "no close-up of 'nobody'" in result.stderr
-    assert "the last shot ends at 00:00:01.000" in result.stderr
+    assert "the last shot ends at 00:00:03.000" in result.stderr  # the bad line's times still count
     assert not (tmp_path / "x.mp4").exists()
     result = run_cli("edit", tmp_path / "nothing.mp4")
     assert result.returncode == 2 and "render it first" in result.stderr
@@ -315,3 +315,17 @@ def test_a_vertical_cut_follows_the_speaker_with_captions_in_the_safe_area(wide)
     assert band[:8].mean() < band[10:36].mean()
     assert "PlayResX: 64" in vertical.with_suffix(".ass").read_text()  # the captions as laid out for 9:16
     assert vertical.with_suffix(".srt").read_text() == wide.with_suffix(".srt").read_text()
+
+
+@pytest.mark.parametrize("wrong, rows", [
+    (3, ["0 1 wide", "1 2 wide", "2 3 close zed", "3 4 wide"]),  # a wrong camera: its neighbours are fine
+    (3, ["0 1 wide", "1 2 wide", "2 3 crane", "3 4 wide"]),
+    (2, ["0 1 wide", "1 2 close", "2 4 wide"]),
+])
+def test_each_problem_is_on_the_line_that_is_wrong(tmp_path, wrong, rows):
+    programme = Programme(FPS, 100, [Turn("ana", 0, 50)], [SceneFrames("s", 0, 100, {"ana": (0, 0, 9, 9)})])
+    edl = tmp_path / "bad.txt"
+    edl.write_text("# my edit\n\n" + "\n".join(rows) + "\n")  # shots from line 3 of the file
+    with pytest.raises(InputError) as caught:
+        read_edl(edl, programme)
+    assert [problem.line for problem in caught.value.problems] == [wrong + 2]

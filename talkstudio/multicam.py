@@ -24,7 +24,7 @@ import os
 import re
 import subprocess
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -36,8 +36,9 @@ from talkstudio.subtitles import timestamp
 CLOSE_UP_HEIGHT = 1.7  # a close-up's height in face heights: the face fills more than half of it
 MAX_ZOOM = 4.0  # a small face in a wide stage is not enlarged beyond this
 FACE_LEVEL = 0.45  # where the face's centre sits from the close-up's top: headroom above it
-BACKDROP_BLUR = 32  # a covered neighbour's columns show the person's picture shrunk this much and stretched back
-BACKDROP_LEVEL = 0.55  # and dimmed to this, so the sharp picture stands out from it
+OWN_ROOM = 1.3  # a close-up zoomed into a person's own columns keeps at least this many face heights of picture
+PILLARBOX_LEVEL = 0.6  # the pillarbox: the person's picture's edge colour, darkened to this
+FEATHER = 0.04  # the pillarbox blends into the picture over this share of the width
 WIDE_COST = 1.0  # per frame, for showing a lone speaker wide instead of close
 CLOSE_IN_RAPID_COST = 1.0  # per frame, for a close-up during a rapid exchange or an establishing shot
 STRANGER_COST = 1.0  # per frame, for a silence on someone who neither spoke last nor speaks next
@@ -71,6 +72,7 @@ class SceneFrames:
     start: int
     end: int
     faces: dict  # on-stage character -> face box (x, y, width, height) in video pixels
+    regions: dict = field(default_factory=dict)  # character -> their panel (x0, y0, x1, y1); absent: the picture
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def load_programme(video: Path) -> Programme:
                                  file=Path(video), hint="render the video again with `talkstudio render`")) from None
     turns = [Turn(c["speaker"], c["start_frame"], c["end_frame"]) for c in cues["cues"]]
     scenes = [SceneFrames(s["id"], s["start_frame"], s["end_frame"],
-                          {name: tuple(face["box"]) for name, face in stages.get(s["id"], {}).items()})
+                          {name: tuple(face["box"]) for name, face in stages.get(s["id"], {}).items()},
+                          {name: tuple(face["region"]) for name, face in stages.get(s["id"], {}).items()
+                           if "region" in face})
               for s in cues["scenes"]]
     return Programme(float(cues["fps"]), int(cues["frames"]), turns, scenes)
 
@@ -411,21 +415,47 @@ def close_up_rect(face: tuple, size: tuple[int, int]) -> tuple[int, int, int, in
 
 @dataclass(frozen=True)
 class CloseUp:
-    """Where a close-up is cropped from the wide frame, and which columns of that crop are its person's."""
+    """Where a close-up is cropped from the wide frame, and which part of that crop is its person's."""
     rect: tuple[int, int, int, int]
-    own: tuple[int, int]  # columns [a, b) of the crop; the rest would show a neighbour, so it is covered
+    own: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the crop; the rest would show a neighbour or the
+    # stage between panels, so it becomes the pillarbox
 
 
-def close_up(face: tuple, size: tuple[int, int], others: tuple = ()) -> CloseUp:
-    """The close-up of a face with `others` beside it: framed as `close_up_rect`, neighbours covered.
-
-    Covering rather than zooming in keeps the whole face in the shot: in a row of portrait panels
-    a frame-shaped crop narrow enough to miss the next panel would cut the face off.
+def close_up(face: tuple, size: tuple[int, int], others: tuple = (), region: tuple | None = None) -> CloseUp:
+    """The close-up of a face with `others` beside it and `region` its panel (None: the whole picture):
+    framed as `close_up_rect` when that shows only this person's part of the picture; else zoomed into
+    that part when the face still fits with room around it; else that part, pillarboxed
+    (`close_up_frame`). A person's part: their panel, up to halfway to the nearest face either side.
     """
+    width, height = size
+    lo, hi = _own_span(face, others, width)
+    rx0, ry0, rx1, ry1 = region or (0, 0, width, height)
+    part = (max(lo, rx0), ry0, min(hi, rx1), ry1)
     rect = close_up_rect(face, size)
-    x, _, w, _ = rect
-    lo, hi = _own_span(face, others, size[0])
-    return CloseUp(rect, (min(max(math.ceil(lo) - x, 0), w), max(min(math.floor(hi) - x, w), 0)))
+    x, y, w, h = rect
+    if part[0] <= x and x + w <= part[2] and part[1] <= y and y + h <= part[3]:
+        return CloseUp(rect, (0, 0, w, h))
+    tighter = _part_rect(face, size, part)
+    if tighter is not None:
+        return CloseUp(tighter, (0, 0, tighter[2], tighter[3]))
+    own = (min(max(math.ceil(part[0]) - x, 0), w), min(max(math.ceil(part[1]) - y, 0), h),
+           max(min(math.floor(part[2]) - x, w), 0), max(min(math.floor(part[3]) - y, h), 0))
+    return CloseUp(rect, own)
+
+
+def _part_rect(face: tuple, size: tuple[int, int], part: tuple) -> tuple[int, int, int, int] | None:
+    """A frame-shaped crop inside `part` (x0, y0, x1, y1), around the face with at least OWN_ROOM face
+    heights of picture, enlarged at most MAX_ZOOM times; None when none fits."""
+    width, height = size
+    x, y, w, h = face
+    x0, y0, x1, y1 = math.ceil(part[0]), math.ceil(part[1]), math.floor(part[2]), math.floor(part[3])
+    crop_w = min(x1 - x0, round((y1 - y0) * width / height), width)
+    crop_h = round(crop_w * height / width)
+    if crop_h < max(h * OWN_ROOM, height / MAX_ZOOM) or crop_h > y1 - y0:
+        return None
+    left = min(max(round(x + w / 2 - crop_w / 2), x0), x1 - crop_w)
+    top = min(max(round(y + h / 2 - FACE_LEVEL * crop_h), y0), y1 - crop_h)
+    return left, top, crop_w, crop_h
 
 
 def _own_span(face: tuple, others: tuple, width: int) -> tuple[float, float]:
@@ -440,23 +470,53 @@ def _own_span(face: tuple, others: tuple, width: int) -> tuple[float, float]:
     return lo, hi
 
 
-def close_up_frame(frame: np.ndarray, shot: CloseUp, size: tuple[int, int]) -> np.ndarray:
-    """The close-up picture at the video size; covered columns show the person's own picture, blurred and dimmed."""
+def close_up_frame(frame: np.ndarray, shot: CloseUp, size: tuple[int, int],
+                   background: np.ndarray | None = None) -> np.ndarray:
+    """The close-up picture at the video size. Parts that would show a neighbour (or the stage between
+    panels) are a pillarbox in the `background` colour (default: the person's picture's edge colour,
+    darkened), blended into the picture over a few percent of the width: no neighbour, no hard edge."""
     import cv2
 
     x, y, w, h = shot.rect
     crop = np.ascontiguousarray(frame[y:y + h, x:x + w])
-    a, b = shot.own
-    if (a, b) == (0, w):
+    a0, b0, a1, b1 = shot.own
+    if (a0, b0, a1, b1) == (0, 0, w, h):
         return cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC)
     width, height = size
-    own = np.ascontiguousarray(crop[:, a:b])
-    small = cv2.resize(own, (max(width // BACKDROP_BLUR, 1), max(height // BACKDROP_BLUR, 1)),
-                       interpolation=cv2.INTER_AREA)
-    picture = (cv2.resize(small, size, interpolation=cv2.INTER_LINEAR) * BACKDROP_LEVEL).astype(np.uint8)
-    left, right = round(a * width / w), round(b * width / w)
-    picture[:, left:right] = cv2.resize(own, (right - left, height), interpolation=cv2.INTER_CUBIC)
-    return picture
+    left, top = round(a0 * width / w), round(b0 * height / h)
+    right, bottom = max(round(a1 * width / w), left + 1), max(round(b1 * height / h), top + 1)
+    own = np.ascontiguousarray(crop[b0:max(b1, b0 + 1), a0:max(a1, a0 + 1)])
+    sharp = cv2.resize(own, (right - left, bottom - top), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    if background is None:
+        edge = max(1, min(sharp.shape[:2]) // 20)
+        rim = np.concatenate([sharp[:, :edge].reshape(-1, 3), sharp[:, -edge:].reshape(-1, 3)])
+        background = rim.mean(axis=0) * PILLARBOX_LEVEL
+    picture = np.empty((height, width, 3), np.float32)
+    picture[:] = background
+    ramp = max(2, round(width * FEATHER))
+    weight = np.ones((bottom - top, right - left), np.float32)
+    for inner, edges_at, axis in ((left > 0, "start", 1), (right < width, "end", 1),
+                                  (top > 0, "start", 0), (bottom < height, "end", 0)):
+        if not inner:
+            continue
+        length = weight.shape[axis]
+        fade = np.minimum(np.arange(length, dtype=np.float32) / ramp, 1.0)
+        if edges_at == "end":
+            fade = fade[::-1]
+        weight *= fade[None, :] if axis == 1 else fade[:, None]
+    picture[top:bottom, left:right] = weight[..., None] * sharp + (1 - weight[..., None]) * np.asarray(background)
+    return np.clip(picture.round(), 0, 255).astype(np.uint8)
+
+
+def stage_background(frame: np.ndarray, regions: dict) -> np.ndarray | None:
+    """The colour of the stage between the panels (the composed stage's background); None when the
+    panels cover the picture (a given stage image)."""
+    outside = np.ones(frame.shape[:2], bool)
+    for x0, y0, x1, y1 in regions.values():
+        outside[int(y0):int(y1), int(x0):int(x1)] = False
+    if outside.sum() < 0.01 * outside.size:
+        return None
+    return np.median(frame[outside].astype(np.float32), axis=0)
 
 
 def video_size(video: Path) -> tuple[int, int]:
@@ -476,8 +536,10 @@ def cut_video(video: Path, shots: list[Shot], programme: Programme, target: Path
     from talkstudio.assemble import FrameSink, read_frames
 
     size = video_size(video)
-    close_ups = {(k, name): close_up(box, size, tuple(other for who, other in scene.faces.items() if who != name))
+    close_ups = {(k, name): close_up(box, size, tuple(other for who, other in scene.faces.items() if who != name),
+                                     scene.regions.get(name))
                  for k, scene in enumerate(programme.scenes) for name, box in scene.faces.items()}
+    backgrounds: dict[int, np.ndarray | None] = {}
     width = reframed_width(size, aspect) if aspect else size[0]
     picture = target.with_name(f".{target.stem}.picture.mp4")
     sink = FrameSink(picture, programme.fps, (width, size[1]))
@@ -485,8 +547,10 @@ def cut_video(video: Path, shots: list[Shot], programme: Programme, target: Path
     try:
         for frame, shot in zip(read_frames(video, size), _shot_per_frame(shots)):
             scene = programme.scene_at(shown)
+            if scene not in backgrounds:  # the stage between panels does not move: one look per scene
+                backgrounds[scene] = stage_background(frame, programme.scenes[scene].regions)
             if shot.close is not None:
-                frame = close_up_frame(frame, close_ups[(scene, shot.close)], size)
+                frame = close_up_frame(frame, close_ups[(scene, shot.close)], size, backgrounds[scene])
             if aspect:
                 if shot is not current:
                     left = _reframe_left(shot, programme, close_ups, size, width)

@@ -277,10 +277,13 @@ def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, report
 
 
 def write_stages(path: Path, screenplay, stages) -> None:
-    """Who is where in each scene's picture (face boxes, mouths), for people and tools checking a render."""
+    """Who is where in each scene's picture (face boxes, mouths, and the region each may move in: their
+    panel, or the whole picture), for people and tools checking a render, and for the multicam edit."""
     from talkstudio.cache import atomic_write
 
-    doc = {scene.id: {name: face.as_dict() for name, face in stage.faces.items()}
+    doc = {scene.id: {name: {**face.as_dict(), **({"region": list(stage.regions[name])} if name in stage.regions
+                                                 else {})}
+                      for name, face in stage.faces.items()}
            for scene, stage in zip(screenplay.scenes, stages)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:

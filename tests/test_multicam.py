@@ -135,31 +135,37 @@ def test_a_close_up_covers_every_column_nearer_another_face():
             others = tuple(faces[:k] + faces[k + 1:])
             shot = close_up(face, (width, height), others)
             x, _, _, _ = shot.rect
-            shown = (x + shot.own[0], x + shot.own[1])
+            shown = (x + shot.own[0], x + shot.own[2])
             assert shown[0] <= face[0] + face[2] / 2 <= shown[1]
             assert all(shown[1] <= ox or ox + ow <= shown[0] for ox, _, ow, _ in others)
 
 
-def test_close_ups_of_a_composed_three_person_stage_show_one_whole_face_and_no_other_panel(write_script):
+@pytest.mark.parametrize("people", [2, 3, 4])
+def test_close_ups_of_a_composed_stage_show_one_whole_face_no_other_panel_and_no_seam(write_script, people):
     from talkstudio.checks import load_screenplay
-    from talkstudio.stage import build_stage, panel_rects
+    from talkstudio.multicam import stage_background
+    from talkstudio.stage import build_stage
 
-    screenplay = load_screenplay(write_script(
-        "video: {size: 640x360}\ncast: {ana: {voice: ava}, ben: {voice: ben}, cy: {voice: ava}}\n"
-        "scenes:\n  - lines: [{ana: One.}, {ben: Two.}, {cy: Three.}]\n"))
+    cast = ", ".join(f"p{i}: {{voice: ava}}" for i in range(people))
+    lines = ", ".join(f"{{p{i}: Hello.}}" for i in range(people))
+    screenplay = load_screenplay(write_script(f"video: {{size: 640x360}}\ncast: {{{cast}}}\n"
+                                              f"scenes:\n  - lines: [{lines}]\n"))
     stage = build_stage(screenplay, screenplay.scenes[0])
     faces = {name: face.box for name, face in stage.faces.items()}
-    for k, (name, box) in enumerate(faces.items()):
-        shot = close_up(box, stage.size, tuple(b for n, b in faces.items() if n != name))
-        _, y, _, h = shot.rect
+    for name, box in faces.items():
+        shot = close_up(box, stage.size, tuple(b for n, b in faces.items() if n != name), stage.regions[name])
+        x, y, w, h = shot.rect
         assert y <= box[1] and box[1] + box[3] <= y + h  # the whole face, chin to forehead
-        marked = np.full((stage.size[1], stage.size[0], 3), 90, np.uint8)  # the background
-        for j, (px, py, pw, ph) in enumerate(panel_rects(3, *stage.size)):
-            marked[py:py + ph, px:px + pw] = (0, 255, 0) if j == k else (255, 0, 0)
-        picture = close_up_frame(marked, shot, stage.size)
+        marked = np.full((stage.size[1], stage.size[0], 3), 90, np.uint8)  # the stage between the panels
+        for other, (x0, y0, x1, y1) in stage.regions.items():
+            marked[y0:y1, x0:x1] = (0, 255, 0) if other == name else (255, 0, 0)
+        picture = close_up_frame(marked, shot, stage.size, stage_background(marked, stage.regions))
         assert picture.shape == marked.shape
         assert not ((picture[..., 0] > 120) & (picture[..., 1] < 120)).any()  # nothing of a neighbour's panel
         assert (picture[..., 1] == 255).mean() > 0.3  # the speaker's panel, sharp, fills much of it
+        real = close_up_frame(stage.image, shot, stage.size, stage_background(stage.image, stage.regions))
+        steps = np.abs(np.diff(real.astype(int), axis=1)).mean(axis=(0, 2))
+        assert steps.max() < 12, steps.argmax()  # no hard vertical edge anywhere across the picture
 
 
 def test_edl_round_trip_and_a_hand_edit(tmp_path):

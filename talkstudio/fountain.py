@@ -5,7 +5,9 @@ element's line number; `import_fountain` casts it from a cast file and writes th
 
     Title: page              -> title
     INT. HOUSE - DAY, .FORCED -> a scene (the action before its first line becomes the scene's prompt)
-    CHARACTER (V.O.) / @Name -> the speaker (extensions stripped, matched to the cast)
+    CHARACTER (V.O.) / @Name -> the speaker (extensions stripped, matched to the cast); V.O., O.S.,
+                                O.C. and OFF mark the line `offscreen` (heard, not seen)
+    ANA AND BEN / ANA & BEN  -> a joint cue: both speak the line at once (when each is in the cast)
     (whispering) / (angry)   -> delivery when every word is a delivery word, else emotion;
                                 (beat) / (pause) -> a pause; mid-speech it starts a new line
     CHARACTER ^              -> dual dialogue: the line overlaps the one before it
@@ -45,6 +47,7 @@ PHRASES = {"under her breath": "quietly", "under his breath": "quietly", "under 
 NOT_DELIVERY = {"high"}  # "(high)" in a screenplay is a state, not a pitch: kept as the emotion
 PAUSES = {"beat": 0.5, "a beat": 0.5, "pause": 0.8, "a pause": 0.8, "long pause": 1.5}
 DUAL_OVERLAP = "60%"  # how much of the line before a dual-dialogue line is spoken over
+JOINT_OVERLAP = "100%"  # a joint cue's second voice starts with the first
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Speech:
     hint: Hint = field(default_factory=Hint)
     dual: bool = False  # the second half of dual dialogue: spoken over the line before
     prompt: str | None = None  # the action just before it
+    offscreen: bool = False  # (V.O.), (O.S.)...: heard, not seen
 
 
 @dataclass
@@ -174,6 +178,16 @@ def _heading_text(line: str) -> str:
     return SCENE_NUMBER.sub("", line.removeprefix(".")).strip()
 
 
+OFFSCREEN = {"V.O.", "VO", "V/O", "O.S.", "OS", "O.C.", "OC", "OFF", "OFF SCREEN", "OFF-SCREEN", "FILTERED",
+             "ON PHONE", "ON THE PHONE", "PHONE", "RADIO", "ON RADIO", "INTO PHONE"}
+JOINT = re.compile(r"\s+(?:AND|&)\s+", re.IGNORECASE)
+
+
+def _is_offscreen(cue: str) -> bool:
+    """The cue's extensions say the voice is heard, not seen: (V.O.), (O.S.), (O.C.), (OFF), (ON PHONE)..."""
+    return any(extension.strip().upper() in OFFSCREEN for extension in re.findall(r"\(([^)]*)\)", cue))
+
+
 def _cue_name(line: str) -> str:
     """The name in a character cue: no '@', no extensions like (V.O.) or (CONT'D), no dual '^'."""
     return line.rstrip().removesuffix("^").lstrip("@").split("(")[0].strip()
@@ -204,14 +218,14 @@ def _read_dialogue(lines: list[tuple[int, str]], i: int, scene: FountainScene, p
     """Read a character cue and its dialogue block; a parenthetical after some words starts a new line."""
     number, cue = lines[i]
     character, dual = _cue_name(cue.strip()), cue.rstrip().endswith("^")
-    speech = Speech(character, number, "", dual=dual, prompt=prompt)
+    speech = Speech(character, number, "", dual=dual, prompt=prompt, offscreen=_is_offscreen(cue))
     i += 1
     while i < len(lines) and (lines[i][1].strip() or lines[i][1] == "  "):
         line = lines[i][1].strip()
         if line.startswith("(") and line.endswith(")"):
             if speech.text:
                 scene.speeches.append(speech)
-                speech = Speech(character, number, "")
+                speech = Speech(character, number, "", offscreen=speech.offscreen)
             speech.hint = parse_parenthetical(line[1:-1])
         elif line:
             speech.text = f"{speech.text} {_clean(line.removeprefix('~'))}".strip()
@@ -336,8 +350,9 @@ def _normal(name: str) -> str:
     return " ".join(re.sub(r"[^\w]+|_", " ", name.lower()).split())
 
 
-def _cast_speakers(parsed: FountainScript, cast: dict, script: Path, cast_file: Path) -> dict[str, str]:
-    """Each character cue's cast id (ids and names match case-insensitively); every unknown one reported."""
+def _cast_speakers(parsed: FountainScript, cast: dict, script: Path, cast_file: Path) -> dict[str, list[str]]:
+    """Each character cue's cast ids (ids and names match case-insensitively; a joint cue `ANA AND BEN`
+    has each of theirs, unless the whole cue is a cast name); every unknown one reported."""
     lookup = {}
     for cast_id, character in cast.items():
         lookup[_normal(str(cast_id))] = str(cast_id)
@@ -345,10 +360,12 @@ def _cast_speakers(parsed: FountainScript, cast: dict, script: Path, cast_file: 
             lookup.setdefault(_normal(str(character["name"])), str(cast_id))
     found, unknown = {}, {}
     for speech in (s for scene in parsed.scenes for s in scene.speeches):
-        cast_id = lookup.get(_normal(speech.character))
-        if cast_id is None:
+        whole = lookup.get(_normal(speech.character))
+        parts = [lookup.get(_normal(part)) for part in JOINT.split(speech.character)]
+        ids = [whole] if whole else (parts if len(parts) > 1 and all(parts) else [])
+        if not ids:
             unknown.setdefault(speech.character, []).append(speech.line_no)
-        found[speech.character] = cast_id
+        found[speech.character] = list(dict.fromkeys(ids))
     if unknown:
         names = ", ".join(f"{k} ({v['name']})" if isinstance(v, dict) and v.get("name") else str(k)
                           for k, v in cast.items())
@@ -381,14 +398,17 @@ def _screenplay_document(parsed: FountainScript, cast_doc: dict, speakers: dict[
     return document
 
 
-def _lines(speeches: list[Speech], speakers: dict[str, str]) -> list[dict]:
+def _lines(speeches: list[Speech], speakers: dict[str, list[str]]) -> list[dict]:
     lines: list[dict] = []
     for speech in speeches:
-        line = {speakers[speech.character]: speech.text}
-        if speech.dual and lines and next(iter(lines[-1])) != speakers[speech.character]:
+        first, *together = speakers[speech.character]
+        line = {first: speech.text}
+        if speech.dual and lines and next(iter(lines[-1])) != first:
             line["overlap"] = DUAL_OVERLAP
         elif speech.hint.pause is not None and lines:
             line["pause"] = speech.hint.pause
+        if speech.offscreen:
+            line["offscreen"] = True
         if speech.hint.delivery:
             line["delivery"] = ", ".join(dict.fromkeys(speech.hint.delivery))
         if speech.hint.emotion:
@@ -396,6 +416,10 @@ def _lines(speeches: list[Speech], speakers: dict[str, str]) -> list[dict]:
         if speech.prompt:
             line["prompt"] = speech.prompt
         lines.append(line)
+        for other in together:  # a joint cue: the others say it with the first, all of it at once
+            joined = {other: speech.text, "overlap": JOINT_OVERLAP}
+            joined.update({k: v for k, v in line.items() if k in ("offscreen", "delivery", "emotion")})
+            lines.append(joined)
     return lines
 
 

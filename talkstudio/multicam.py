@@ -116,7 +116,8 @@ def load_programme(video: Path) -> Programme:
     except FileNotFoundError as error:
         raise InputError(Problem(f"{error.filename} is missing: the multicam edit needs the render's cues and faces",
                                  file=Path(video), hint="render the video again with `talkstudio render`")) from None
-    turns = [Turn(c["speaker"], c["start_frame"], c["end_frame"]) for c in cues["cues"]]
+    # a voice heard off screen is nobody to cut to
+    turns = [Turn(c["speaker"], c["start_frame"], c["end_frame"]) for c in cues["cues"] if not c.get("offscreen")]
     scenes = [SceneFrames(s["id"], s["start_frame"], s["end_frame"],
                           {name: tuple(face["box"]) for name, face in stages.get(s["id"], {}).items()},
                           {name: tuple(face["region"]) for name, face in stages.get(s["id"], {}).items()

@@ -28,7 +28,7 @@ def plan_report(script: Path, cache: Cache, backend: str | None, frame_num: int 
     plans = scene_plans(screenplay, timeline, info, frame_num)
     scenes = [
         {"scene": scene.id, "start_frame": span.start_frame, "end_frame": span.end_frame,
-         "seconds": span.end - span.start, "on_stage": on_stage(scene),
+         "seconds": span.end - span.start, "on_stage": on_stage(scene, screenplay),
          "windows": [(c.start, c.frame_num) for c in chunks]}
         for scene, span, chunks in zip(screenplay.scenes, timeline.scenes, plans)
     ]

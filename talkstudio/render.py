@@ -296,7 +296,8 @@ def _check_people(screenplay, info) -> None:
 
     if info.max_people is None:
         return
-    crowded = [(scene.id, on_stage(scene)) for scene in screenplay.scenes if len(on_stage(scene)) > info.max_people]
+    crowded = [(scene.id, on_stage(scene, screenplay)) for scene in screenplay.scenes
+               if len(on_stage(scene, screenplay)) > info.max_people]
     if crowded:
         raise InputError([Problem(f"scene '{scene}' has {len(people)} people on stage ({', '.join(people)}); "
                                   f"{info.name} drives at most {info.max_people} at once",

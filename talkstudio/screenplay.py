@@ -170,6 +170,8 @@ class Character(_Model):
     image: Path | None = Field(None, description="portrait image")
     voice: Voice = Field(default_factory=Voice)
     face: FaceBox | None = None
+    voice_only: bool = Field(False, strict=True, description="heard, never seen: a narrator, a voice on the phone "
+                             "(never on stage; every line off screen)")
 
 
 def _delivery_words(value: Any) -> Any:
@@ -194,6 +196,8 @@ class Line(_Model):
     speaker: str = Field(description="cast id of who speaks")
     text: str | None = Field(None, description="what is said (the transcript, for a recorded line)")
     audio: Path | None = Field(None, description="recorded audio used instead of TTS")
+    offscreen: bool = Field(False, strict=True, description="heard and subtitled but not seen (V.O., O.S.): "
+                            "no mouth moves with it, and the speaker is not put on stage for it")
     pause: float | None = Field(None, ge=0, le=60, strict=True, description="silence before this line, seconds")
     overlap: Annotated[float | str | None, AfterValidator(_check_overlap)] = Field(
         None, description="start this many seconds before the previous line ends, or a share of the previous "
@@ -589,6 +593,9 @@ class _Checker:
             for i, member in enumerate(scene.cast or []):
                 if member not in self.s.cast:
                     self.fail(path + ("cast", i), f"'{member}' is not in the cast", suggest(member, cast, "cast"))
+                elif self.s.cast[member].voice_only:
+                    self.fail(path + ("cast", i), f"'{member}' is voice_only: heard, never on stage",
+                              f"take '{member}' out of the scene's cast (their lines are still heard)")
             for member in scene.faces:
                 if member not in self.s.cast:
                     self.fail(path + ("faces", member), f"'{member}' is not in the cast",

@@ -52,17 +52,20 @@ class Stage:
         return self.image.shape[1], self.image.shape[0]
 
 
-def on_stage(scene: Scene) -> list[str]:
-    """Who is on stage, left to right: the scene's cast, or its speakers in order of first line."""
+def on_stage(scene: Scene, screenplay: Screenplay | None = None) -> list[str]:
+    """Who is on stage, left to right: the scene's cast, or its speakers in order of first line; never a
+    voice-only character, nor one who is only heard off screen in this scene."""
     if scene.cast:
         return list(scene.cast)
-    return list(dict.fromkeys(line.speaker for line in scene.lines))
+    voice_only = {c for c, character in screenplay.cast.items() if character.voice_only} if screenplay else set()
+    return list(dict.fromkeys(line.speaker for line in scene.lines
+                              if not line.offscreen and line.speaker not in voice_only))
 
 
 def build_stage(screenplay: Screenplay, scene: Scene, cache=None) -> Stage:
     """The scene's picture and faces; with a cache, faces found once are never searched for again."""
     size = screenplay.video.size
-    characters = on_stage(scene)
+    characters = on_stage(scene, screenplay)
     faces_cache = FaceCache(cache, _insightface(screenplay))
     warnings: list[str] = []
     if scene.stage is not None:

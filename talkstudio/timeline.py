@@ -59,6 +59,7 @@ class Cue:
     audio: str | None = None  # recorded file, when the line is not TTS
     prompt: str | None = None
     emotion: str | None = None
+    offscreen: bool = False  # heard, not seen: no mouth moves with it
 
 
 @dataclass
@@ -78,6 +79,7 @@ class _Placed:
     start: int  # sample within the scene while laying out; on the whole timeline afterwards
     clip: Clip
     volume: float = 1.0
+    seen: bool = True  # drives the picture (False: heard off screen)
 
     @property
     def end(self) -> int:
@@ -129,7 +131,7 @@ class Timeline:
         voices = {name: np.zeros(end - start, np.float32) for name in names}
         for p in self._overlapping(start, end):
             name = self.speakers[p.speaker]
-            if name in voices:
+            if name in voices and p.seen:
                 lo, hi = max(p.start, start), min(p.end, end)
                 level = p.clip.gain_to(SPEECH_LEVEL_DB)
                 voices[name][lo - start:hi - start] += p.clip.samples[lo - p.start:hi - p.start] * level
@@ -140,7 +142,7 @@ class Timeline:
         span = self.scenes[index]
         found: dict[str, list[tuple[str, float, float]]] = {}
         for cue in self.cues:
-            if cue.scene == span.id:
+            if cue.scene == span.id and not cue.offscreen:
                 found.setdefault(cue.speaker, []).extend(
                     (symbol, start - span.start, end - span.start) for symbol, start, end in cue.phonemes)
         return found
@@ -193,9 +195,11 @@ def build_timeline(screenplay: Screenplay, clips: list[list[Clip]], rate: int) -
         for index, item in enumerate(scene_placed):
             line = scene.lines[index]
             start = span.start_sample + item.start
-            volume = screenplay.cast[line.speaker].voice.volume * item.clip.gain
-            placed.append(_Placed(item.speaker, start, item.clip, volume))
-            cues.append(_cue(scene.id, index, line, item, start, rate, clock))
+            character = screenplay.cast[line.speaker]
+            volume = character.voice.volume * item.clip.gain
+            seen = not (line.offscreen or character.voice_only)
+            placed.append(_Placed(item.speaker, start, item.clip, volume, seen))
+            cues.append(_cue(scene.id, index, line, item, start, rate, clock, seen))
     placed.sort(key=lambda p: p.start)
 
     timeline = Timeline(rate, frame_rate(screenplay.video), speakers, spans[-1].end_sample, cues, spans, placed, warnings=warnings)
@@ -256,7 +260,8 @@ def _layout_scene(scene, clips: list[Clip], screenplay: Screenplay, rate: int, w
     return placed, latest_end + round(timing.tail * rate)
 
 
-def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, clock: FrameClock) -> Cue:
+def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, clock: FrameClock,
+         seen: bool = True) -> Cue:
     end = start + item.clip.length
     offset = start / rate
 
@@ -272,7 +277,7 @@ def _cue(scene_id: str, index: int, line, item: _Placed, start: int, rate: int, 
         words=words,
         phonemes=[(p.symbol, round(offset + p.start, 4), round(offset + p.end, 4)) for p in item.clip.phonemes],
         source=line.where, audio=str(line.audio) if line.audio else None,
-        prompt=line.prompt, emotion=line.emotion,
+        prompt=line.prompt, emotion=line.emotion, offscreen=not seen,
     )
 
 

@@ -3,6 +3,7 @@
 import json
 import textwrap
 
+import numpy as np
 import yaml
 
 from conftest import ROOT, run_cli
@@ -272,3 +273,56 @@ def test_every_action_paragraph_is_kept_in_order_and_what_is_left_out_is_said(tm
     assert result.returncode == 0, result.stderr
     assert "river.fountain:8: 1 action paragraph after the last line of scene 'EXT. RIVER - DAY'" in \
         result.stdout + result.stderr
+
+
+OFFSCREEN = """Title: The Kitchen
+
+INT. KITCHEN - NIGHT
+
+Ada stirs a pot. Bo watches.
+
+CY (V.O.)
+They never knew what the lighthouse keeper kept in that pot.
+
+ADA
+It needs salt.
+
+BO AND ADA
+Salt!
+
+CY (O.S.)
+I heard that.
+"""
+
+
+def test_offscreen_voices_are_heard_not_seen_and_joint_cues_speak_together(tmp_path):
+    fountain = tmp_path / "kitchen.fountain"
+    fountain.write_text(OFFSCREEN)
+    imported = tmp_path / "kitchen.yaml"
+    result = run_cli("import", fountain, "--cast", EXAMPLE_CAST, "-o", imported)
+    assert result.returncode == 0, result.stderr
+    lines = yaml.safe_load(imported.read_text())["scenes"][0]["lines"]
+    assert lines[0] == {"cy": "They never knew what the lighthouse keeper kept in that pot.", "offscreen": True}
+    assert lines[2] == {"bo": "Salt!"} and lines[3] == {"ada": "Salt!", "overlap": "100%"}  # both, at once
+    assert lines[4]["offscreen"] is True
+
+    document = yaml.safe_load(imported.read_text())
+    document["video"]["size"] = "160x96"
+    small = tmp_path / "small.yaml"
+    small.write_text(yaml.safe_dump(document, sort_keys=False))
+    video = tmp_path / "kitchen.mp4"
+    result = run_cli("render", small, "-o", video, "--cache", tmp_path / "cache", "-q")
+    assert result.returncode == 0, result.stderr[-2000:]
+    stages = json.loads((tmp_path / "kitchen" / "stages.json").read_text())
+    assert set(next(iter(stages.values()))) == {"ada", "bo"}  # the narrator is not drawn: no phantom person
+    cues = json.loads((tmp_path / "kitchen" / "cues.json").read_text())["cues"]
+    assert [c["offscreen"] for c in cues] == [True, False, False, False, True]
+    salt = [c for c in cues if c["text"] == "Salt!"]
+    assert {c["speaker"] for c in salt} == {"ada", "bo"} and salt[0]["start"] == salt[1]["start"]
+    track = tmp_path / "kitchen" / "tracks" / "cy.wav"
+    from scipy.io import wavfile
+
+    rate, samples = wavfile.read(track)
+    first = cues[0]
+    heard = samples[int(first["start"] * rate):int(first["end"] * rate)]
+    assert np.abs(heard).max() > 0  # the off-screen voice is in its track (and so in the mix)

@@ -371,3 +371,11 @@ def test_shown_lines_fit_with_their_name_labels_and_dashes():
             shown = pysubs2.SSAFile.from_string(kind(events_of(doc, rules), _layout(doc, rules)))
             lines = [line for e in shown.events for line in e.plaintext.splitlines()]
             assert lines and all(len(line.lstrip("\u200f")) <= 42 for line in lines), (names, kind, lines)
+
+
+def test_the_same_words_said_together_are_shown_once_with_both_names():
+    cues = [_cue("Hello there.", 0.5), _cue("Salt!", 3.0, 0.4, speaker="ben"), _cue("Salt!", 3.0, 0.4)]
+    events = _events(cues, names=None)
+    salt = [e for e in events if "Salt!" in _text(e)]
+    assert len(salt) == 1 and len(salt[0].parts) == 1
+    assert salt[0].parts[0].label and salt[0].parts[0].name in ("Ana & Ben", "Ben & Ana")

@@ -54,6 +54,7 @@ class Part:
     tokens: list[Token]
     label: bool = False  # show the speaker's name before the text
     lead: float = 0.0  # room kept before the first line for the label
+    chorus: bool = False  # several speakers saying the same words at once (`name` names them all)
 
     def line_spans(self) -> list[tuple[float, float]]:
         """When each line is said: the tokens are matched to the lines in order."""
@@ -418,6 +419,10 @@ def _should_join(first: Event, second: Event, rules: Rules) -> bool:
 
 
 def _join(first: Event, second: Event, rules: Rules) -> Event:
+    if _in_chorus(first, second):  # the same words, said together: once, with both names
+        part = replace(first.parts[0], name=f"{first.parts[0].name} & {second.parts[0].name}", chorus=True)
+        return Event(first.start, max(first.end, second.end), first.scene, [part],
+                     max(first.speech_end, second.speech_end), overlaps=False)
     if first.speakers == second.speakers:  # one speaker: one line
         tokens = first.parts[-1].tokens + [replace(second.parts[0].tokens[0], spaced=True)] + second.parts[0].tokens[1:]
         part = replace(first.parts[-1], lines=[joined(tokens)], tokens=tokens)
@@ -432,6 +437,11 @@ def _labels_shown(rules: Rules, speakers: int) -> bool:
     return rules.names == "always" or (rules.names == "first" and speakers > 1)
 
 
+def _in_chorus(first: Event, second: Event) -> bool:
+    return (len(first.parts) == len(second.parts) == 1 and first.parts[0].lines == second.parts[0].lines
+            and abs(first.start - second.start) < 0.1)
+
+
 def _label(events: list[Event], rules: Rules, speakers: int) -> None:
     """Name labels: on a speaker's first subtitle in each scene, on all, or on none."""
     if not _labels_shown(rules, speakers):
@@ -440,7 +450,7 @@ def _label(events: list[Event], rules: Rules, speakers: int) -> None:
     for event in events:
         for part in event.parts:
             key = (event.scene, part.speaker)
-            part.label = rules.names == "always" or key not in seen
+            part.label = rules.names == "always" or key not in seen or part.chorus
             seen.add(key)
 
 

@@ -290,8 +290,9 @@ def edit_(
     if not quiet:
         close = sum(1 for shot in result.shots if shot.close)
         source = "wrote the decisions to" if result.decided else "applied"
-        out.print(f"{len(result.shots)} shots ({close} close-ups); {source} {result.edl}; wrote {result.target}",
-                  highlight=False)
+        timelines = f" and {', '.join(p.name for p in result.timelines)}" if result.timelines else ""
+        out.print(f"{len(result.shots)} shots ({close} close-ups); {source} {result.edl}; wrote {result.target}"
+                  f"{timelines}", highlight=False)
 
 
 def _aspect(text: Optional[str]) -> Optional[tuple[int, int]]:

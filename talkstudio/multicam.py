@@ -310,7 +310,8 @@ def _who(shot: Shot, programme: Programme) -> str:
 def read_edl(file: Path, programme: Programme) -> list[Shot]:
     """The shots of an edited EDL, checked: times, order, no gaps, the whole video, known cameras."""
     try:
-        text = Path(file).read_text(encoding="utf-8")
+        text = (timeline_edl_text(file) if Path(file).suffix.lower() == ".otio"
+                else Path(file).read_text(encoding="utf-8"))
     except (FileNotFoundError, IsADirectoryError):
         raise InputError(Problem("edit decision list not found", file=Path(file), hint="check the --edl path")) from None
     problems: list[Problem] = []
@@ -635,6 +636,7 @@ class EditResult:
     edl: Path
     shots: list[Shot]
     decided: bool  # the cut was decided here (else read from the given EDL)
+    timelines: list[Path] = field(default_factory=list)  # .otio, CMX 3600 .edl, FCP 7 .xml
 
 
 def default_edl(video: Path) -> Path:
@@ -658,7 +660,10 @@ def edit_video(video: Path, target: Path | None = None, edl: Path | None = None,
     require_suffix(target, (".mp4",))
     folder = video.with_suffix("")
     sidecars = {kind: (video.with_suffix(f".{kind}"), target.with_suffix(f".{kind}")) for kind in SUBTITLE_KINDS}
-    refuse_inputs_as_outputs([target, *(made for _, made in sidecars.values())],
+    timeline_paths = [target.with_suffix(suffix) for suffix in TIMELINE_FORMATS]
+    if edl is not None:  # an edited timeline applied again is read, never written over
+        timeline_paths = [path for path in timeline_paths if path.resolve() != Path(edl).resolve()]
+    refuse_inputs_as_outputs([target, *(made for _, made in sidecars.values()), *timeline_paths],
                              [video, edl, default_edl(video), folder / "cues.json", folder / "stages.json",
                               *(source for source, _ in sidecars.values())])
     if edl is not None:
@@ -675,7 +680,87 @@ def edit_video(video: Path, target: Path | None = None, edl: Path | None = None,
     finally:
         if captions is not None:
             captions.ass.unlink(missing_ok=True)
-    return EditResult(target, Path(edl), shots, decided)
+    timelines = [] if settings.aspect else write_timelines(video, shots, programme, target, timeline_paths)
+    return EditResult(target, Path(edl), shots, decided, timelines)
+
+
+# --- the cut for editors: OpenTimelineIO, and through its adapters a CMX 3600 EDL and FCP 7 XML ------
+
+TIMELINE_FORMATS = {".otio": "otio_json", ".edl": "cmx_3600", ".xml": "fcp_xml"}
+
+
+def write_timelines(video: Path, shots: list[Shot], programme: Programme, target: Path,
+                    paths: list[Path]) -> list[Path]:
+    """The cut as an OpenTimelineIO timeline beside it (TARGET.otio), and through OTIO's adapters a
+    CMX 3600 EDL (TARGET.edl) and an FCP 7 XML (TARGET.xml) that Resolve and Premiere import. Its
+    sources are the wide render and one video per close-up camera (TARGET/close-NAME.mp4: that
+    character's close-up wherever they are on stage, the wide shot elsewhere), so an editor can
+    move every cut."""
+    import opentimelineio as otio
+
+    from talkstudio.outputs import claim_folder
+
+    folder = target.with_suffix("")
+    claim_folder(folder, "edit", [video])
+    sources = {None: Path(video).resolve()}
+    for name in sorted({n for shot in shots if shot.close for n in [shot.close]}):
+        sources[name] = (folder / f"close-{name}.mp4").resolve()
+        camera_video(video, programme, name, sources[name])
+    timeline = _timeline(video, shots, programme, sources, otio)
+    for path in paths:
+        otio.adapters.write_to_file(timeline, str(path), adapter_name=TIMELINE_FORMATS[path.suffix])
+    return paths
+
+
+def _timeline(video: Path, shots: list[Shot], programme: Programme, sources: dict, otio):
+    rate = programme.fps
+    whole = otio.opentime.TimeRange(otio.opentime.RationalTime(0, rate), otio.opentime.RationalTime(programme.frames, rate))
+    timeline = otio.schema.Timeline(name=Path(video).stem, global_start_time=otio.opentime.RationalTime(0, rate))
+    pictures = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    for shot in shots:
+        reel = "WIDE" if shot.close is None else f"CU_{shot.close}".upper()[:8]  # CMX 3600: 8 characters
+        pictures.append(otio.schema.Clip(
+            name=shot.camera,
+            media_reference=otio.schema.ExternalReference(target_url=sources[shot.close].as_uri(), available_range=whole),
+            source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(shot.start, rate),
+                                                 otio.opentime.RationalTime(shot.end - shot.start, rate)),
+            metadata={"talkstudio": {"camera": shot.camera}, "cmx_3600": {"reel": reel}}))
+    sound = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
+    sound.append(otio.schema.Clip(name="mix", source_range=whole, metadata={"cmx_3600": {"reel": "WIDE"}},
+                                  media_reference=otio.schema.ExternalReference(target_url=sources[None].as_uri(),
+                                                                                available_range=whole)))
+    timeline.tracks.extend([pictures, sound])
+    return timeline
+
+
+def camera_video(video: Path, programme: Programme, name: str, target: Path) -> None:
+    """The close-up camera on one character for the whole video: their close-up where they are on stage,
+    the wide shot elsewhere."""
+    shots = []
+    for scene in programme.scenes:
+        shots.append(Shot(scene.start, scene.end, name if name in scene.faces else None))
+    if shots and shots[-1].end < programme.frames:  # frames past the last scene (padding): wide
+        shots.append(Shot(shots[-1].end, programme.frames))
+    cut_video(video, [shot for shot in shots if shot.end > shot.start], programme, target)
+
+
+def timeline_edl_text(file: Path) -> str:
+    """An OpenTimelineIO timeline (.otio) read back as our decision list, one shot a line."""
+    import opentimelineio as otio
+
+    try:
+        timeline = otio.adapters.read_from_file(str(file))
+    except Exception as error:  # noqa: BLE001 - whatever the adapter raises, the file is not a timeline
+        raise InputError(Problem(f"not an OpenTimelineIO timeline: {error}", file=Path(file),
+                                 hint="give the .otio written by `talkstudio edit`, or a decision list")) from None
+    rows = []
+    for clip in timeline.video_tracks()[0].find_clips() if timeline.video_tracks() else []:
+        placed = clip.range_in_parent()
+        rate = placed.start_time.rate
+        camera = clip.metadata.get("talkstudio", {}).get("camera", clip.name)
+        start, end = placed.start_time.value / rate, placed.end_time_exclusive().value / rate
+        rows.append(f"{start:.6f}  {end:.6f}  {camera}")
+    return "\n".join(rows) + "\n"
 
 
 def _write_sidecars(sidecars: dict, captions) -> None:

@@ -5,6 +5,7 @@ import json
 import math
 import random
 import re
+from pathlib import Path
 from itertools import pairwise
 
 import numpy as np
@@ -335,3 +336,33 @@ def test_each_problem_is_on_the_line_that_is_wrong(tmp_path, wrong, rows):
     with pytest.raises(InputError) as caught:
         read_edl(edl, programme)
     assert [problem.line for problem in caught.value.problems] == [wrong + 2]
+
+
+def test_the_cut_is_written_as_a_timeline_editors_import_and_read_back(wide, tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    import opentimelineio as otio
+
+    from talkstudio.multicam import load_programme, read_edl
+
+    cut = tmp_path / "hosts.cut.mp4"
+    result = run_cli("edit", wide, "-o", cut, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    programme = load_programme(wide)
+    decided = read_edl(wide.with_name("hosts.edl.txt"), programme)
+    timeline = otio.adapters.read_from_file(str(cut.with_suffix(".otio")))
+    clips = list(timeline.video_tracks()[0].find_clips())
+    assert [(round(c.range_in_parent().start_time.value), round(c.range_in_parent().end_time_exclusive().value))
+            for c in clips] == [(s.start, s.end) for s in decided]
+    for clip, shot in zip(clips, decided):
+        source = Path(clip.media_reference.target_url.removeprefix("file://"))
+        assert source.is_file() and count_frames(source) == programme.frames  # each camera covers the video
+        assert (shot.close is None) == (source == wide.resolve())
+    edl = otio.adapters.read_from_file(str(cut.with_suffix(".edl")), adapter_name="cmx_3600", rate=programme.fps)
+    assert len(list(edl.video_tracks()[0].find_clips())) == len(decided)
+    assert len(ElementTree.parse(cut.with_suffix(".xml")).getroot().findall(".//clipitem")) == len(decided) + 1
+    # the timeline, applied as it is, gives the same cut
+    again = tmp_path / "again.mp4"
+    assert run_cli("edit", wide, "--edl", cut.with_suffix(".otio"), "-o", again).returncode == 0
+    assert read_edl(cut.with_suffix(".otio"), programme) == decided
+    assert count_frames(again) == programme.frames

@@ -197,7 +197,8 @@ def _is_character(line: str) -> bool:
     if line.startswith("@"):
         return bool(_cue_name(line))
     name = _cue_name(line)
-    return (bool(name) and name == name.upper() and any(c.isalpha() for c in name)
+    # `BEGIN MONTAGE:`, `INTERCUT WITH:`, `SUPER:` are directions, not names
+    return (bool(name) and name == name.upper() and any(c.isalpha() for c in name) and not name.endswith(":")
             and not line.startswith(("!", ">", "~", "=", "#", ".")) and not line.rstrip().endswith("TO:"))
 
 

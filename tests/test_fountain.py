@@ -326,3 +326,43 @@ def test_offscreen_voices_are_heard_not_seen_and_joint_cues_speak_together(tmp_p
     first = cues[0]
     heard = samples[int(first["start"] * rate):int(first["end"] * rate)]
     assert np.abs(heard).max() > 0  # the off-screen voice is in its track (and so in the mix)
+
+
+def _long_screenplay(scenes: int) -> tuple[str, int]:
+    """A feature-length shape: numbered headings of every kind, intercuts, a montage, transitions,
+    centred text, lyrics, notes, boneyard, page breaks, dual dialogue, a narrator heard off screen."""
+    headings = ["INT. KITCHEN - NIGHT", "EXT. ROOF - DAY", "INT./EXT. CAR - MOVING", "I/E TRUCK - NIGHT",
+                ".THE LAMP ROOM", "EST. LIGHTHOUSE - DAWN"]
+    parts, lines = ["Title: A Long Night\nAuthor: Someone\n\n"], 0
+    for n in range(scenes):
+        parts.append(f"{headings[n % len(headings)]} #{n + 1}#\n\nThe wind howls. Shutters bang.\n\n")
+        if n % 5 == 0:
+            parts.append("BEGIN MONTAGE:\n- Ada climbs.\n- Bo watches.\nEND MONTAGE.\n\n")
+        if n % 7 == 3:
+            parts.append("INTERCUT WITH:\n\nINTERCUT - KITCHEN/ROOF\n\n")
+        parts.append(f"CY (V.O.)\nScene {n + 1}, and still no light.\n\n")
+        parts.append("ADA\n(low)\nHand me the lamp.\n\n")
+        parts.append("BO ^\nHere.\n\n" if n % 3 == 0 else "BO\nHere it is.\n\n")
+        parts.append("[[a note for the writer]]\n\n/* an old line\nADA\nNo. */\n\n")
+        parts.append(">THE END OF PART ONE<\n\n~Row, row, row\n\n" if n % 10 == 9 else "")
+        parts.append("CUT TO:\n\n===\n\n" if n % 4 == 1 else "")
+        lines += 3
+    return "".join(parts), lines
+
+
+def test_a_feature_length_screenplay_imports_whole(tmp_path):
+    text, expected = _long_screenplay(40)
+    parsed = parse_fountain(text)
+    assert len([s for s in parsed.scenes if s.speeches]) == 40
+    assert sum(len(s.speeches) for s in parsed.scenes) == expected
+    assert all(s.speeches[0].offscreen and s.speeches[1].hint.delivery == ["quietly"] for s in parsed.scenes)
+    fountain = tmp_path / "long.fountain"
+    fountain.write_text(text.replace("\n", "\r\n"))  # written on Windows
+    target = tmp_path / "long.yaml"
+    result = run_cli("import", fountain, "--cast", EXAMPLE_CAST, "-o", target)
+    assert result.returncode == 0, result.stderr
+    screenplay = load_screenplay(target)
+    assert len(screenplay.scenes) == 40 and sum(len(s.lines) for s in screenplay.scenes) == expected
+    assert screenplay.scenes[0].prompt.startswith("The wind howls.")
+    assert all(scene.lines[0].offscreen and scene.lines[0].speaker == "cy" for scene in screenplay.scenes)
+    assert run_cli("validate", target).returncode == 0

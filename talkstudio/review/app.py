@@ -1,0 +1,111 @@
+"""The review server: a Starlette app on 127.0.0.1 with a random token, serving the page, the state
+of one production, its media, edits and renders, and live events (server-sent events).
+
+Safe by default: every request carries the token (query `token=`, or the cookie the page gets),
+the Host header must be this server's (no DNS rebinding), and only the render's own files are
+served; nothing is written but the screenplay (through `Session.edit_line`) and the render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from talkstudio.errors import InputError
+from talkstudio.review.session import Conflict, Session
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "talkstudio_review"
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+
+
+class Guard:
+    """Token and Host checks before anything else (an ASGI middleware)."""
+
+    def __init__(self, app, token: str, hosts: set[str]):
+        self.app, self.token, self.hosts = app, token, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        host = request.headers.get("host", "")
+        if host not in self.hosts:
+            return await PlainTextResponse("unknown host", status_code=403)(scope, receive, send)
+        given = request.query_params.get("token") or request.cookies.get(COOKIE) or ""
+        if not hmac.compare_digest(given, self.token):
+            return await PlainTextResponse("a token is needed: open the address talkstudio printed",
+                                           status_code=403)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def make_app(session: Session, token: str, port: int) -> Starlette:
+    async def page(request: Request) -> Response:
+        response = FileResponse(STATIC / "index.html", media_type="text/html")
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(STATIC / name, media_type=STATIC_FILES[name])
+
+    async def state(request: Request) -> Response:
+        return JSONResponse(await asyncio.to_thread(session.state))
+
+    async def edit(request: Request) -> Response:
+        body = await request.json()
+        try:
+            done = await asyncio.to_thread(session.edit_line, int(body["scene"]), int(body["line"]),
+                                           dict(body["changes"]), str(body["version"]))
+        except InputError as error:
+            return JSONResponse({"problems": [p.render() for p in error.problems],
+                                 "lines": [p.line for p in error.problems]}, status_code=422)
+        except Conflict as conflict:
+            return JSONResponse({"problems": [str(conflict)]}, status_code=409)
+        return JSONResponse(done)
+
+    async def render(request: Request) -> Response:
+        started = session.render()
+        return JSONResponse({"started": started}, status_code=202 if started else 409)
+
+    async def media(request: Request) -> Response:
+        kind = request.path_params["kind"]
+        files = {"video.mp4": session.target, "subtitles.vtt": session.target.with_suffix(".vtt")}
+        if kind.startswith("track-") and kind.endswith(".wav"):
+            files[kind] = session.work_dir / "tracks" / kind.removeprefix("track-")
+        path = files.get(kind)
+        if path is None or not path.is_file() or not path.resolve().is_relative_to(session.target.parent.resolve()):
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(path)
+
+    async def events(request: Request) -> Response:
+        after = int(request.query_params.get("after", "0"))
+
+        async def stream():
+            sent = after
+            while not await request.is_disconnected():
+                fresh = session.events[sent:]
+                for event in fresh:
+                    yield f"data: {json.dumps(event)}\n\n"
+                sent += len(fresh)
+                if not fresh:
+                    yield ": still here\n\n"
+                await asyncio.sleep(0.25)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", state),
+              Route("/api/line", edit, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
+              Route("/api/events", events), Route("/media/{kind}", media)]
+    hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token, hosts=hosts)])

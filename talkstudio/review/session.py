@@ -1,0 +1,240 @@
+"""What the review page works on: one screenplay, its render, and the edits made to it.
+
+Edits are written back into the screenplay with ruamel.yaml's round trip (comments, order and
+formatting kept), checked first exactly as `talkstudio validate` checks (on a copy beside the file, so
+relative paths resolve), and only when the file is still the version the page saw: two tabs never
+overwrite each other's edits. Renders run one at a time in a background thread; the chunk cache
+makes a re-render redo only the speech and chunks an edit reaches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from talkstudio.cache import Cache
+from talkstudio.errors import InputError, Problem
+from talkstudio.progress import Reporter
+
+EDITABLE = {"text", "speaker", "pause", "overlap", "delivery", "emotion", "offscreen"}
+
+
+class Conflict(Exception):
+    """The file changed since the page read it."""
+
+
+@dataclass
+class Session:
+    script: Path
+    target: Path
+    cache: Cache
+    events: list[dict] = field(default_factory=list)  # everything that happened, in order; pages follow it
+    rendering: bool = False
+    last: dict = field(default_factory=dict)  # the last render's result
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.target.with_suffix("")
+
+    def version(self) -> str:
+        return hashlib.sha256(self.script.read_bytes()).hexdigest()[:16]
+
+    def publish(self, kind: str, **data) -> None:
+        with self._lock:
+            self.events.append({"n": len(self.events), "kind": kind, "time": time.time(), **data})
+
+    def state(self) -> dict:
+        """The screenplay as the page shows it, and the render beside it when there is one."""
+        from talkstudio.checks import load_screenplay
+
+        problems = []
+        try:
+            screenplay = load_screenplay(self.script)
+            scenes = [{"id": scene.id, "lines": [{"speaker": line.speaker, "text": line.text or "",
+                                                  "where": line.where, **_line_settings(line)}
+                                                 for line in scene.lines]} for scene in screenplay.scenes]
+            cast = {cast_id: {"name": c.name, "voice": c.voice.model_dump(mode="json"), "voice_only": c.voice_only}
+                    for cast_id, c in screenplay.cast.items()}
+        except InputError as error:
+            scenes, cast = [], {}
+            problems = [p.render() for p in error.problems]
+        cues_file = self.work_dir / "cues.json"
+        cues = json.loads(cues_file.read_text()) if cues_file.is_file() else None
+        return {"script": self.script.name, "version": self.version(), "scenes": scenes, "cast": cast,
+                "problems": problems, "cues": cues, "video": self.target.is_file(),
+                "rendering": self.rendering, "last": self.last, "events": len(self.events)}
+
+    def edit_line(self, scene: int, line: int, changes: dict, version: str) -> dict:
+        """Write the changes into line `line` of scene `scene` (indices), round trip; InputError with
+        validate's messages when the result would not load, Conflict when the file moved on."""
+        unknown = set(changes) - EDITABLE
+        if unknown:
+            raise InputError(Problem(f"cannot edit {', '.join(sorted(unknown))} here",
+                                     hint=f"editable: {', '.join(sorted(EDITABLE))}"))
+        with self._lock:
+            if version != self.version():
+                raise Conflict("the screenplay changed since this page read it (another tab, or an editor)")
+            document, yaml = _round_trip(self.script)
+            at = _line_number(document, scene, line)
+            _change(document, scene, line, changes)
+            text = io.StringIO()
+            yaml.dump(document, text)
+            _checked(self.script, text.getvalue(), f"scenes[{scene}].lines[{line}]", at)
+            _replace(self.script, text.getvalue())
+        self.publish("edited", scene=scene, line=line, changes=changes)
+        return {"version": self.version()}
+
+    def render(self, options=None) -> bool:
+        """Start a render in the background; False when one is running."""
+        with self._lock:
+            if self.rendering:
+                return False
+            self.rendering = True
+        threading.Thread(target=self._render, args=(options,), daemon=True, name="review-render").start()
+        return True
+
+    def _render(self, options) -> None:
+        from talkstudio.render import RenderOptions, render_video
+
+        self.publish("render started")
+        try:
+            result = render_video(self.script, self.target, self.cache, EventReporter(self), options or RenderOptions())
+            self.last = {"chunks": result.chunks, "rendered": result.chunks - result.chunks_cached,
+                         "up_to_date": result.up_to_date, "seconds": result.seconds}
+            self.publish("render finished", **self.last)
+        except InputError as error:
+            self.last = {"error": "\n".join(p.render() for p in error.problems)}
+            self.publish("render failed", error=self.last["error"])
+        except Exception as error:  # noqa: BLE001 - the page shows it; the server goes on
+            self.last = {"error": f"{type(error).__name__}: {error}"}
+            self.publish("render failed", error=self.last["error"])
+        finally:
+            self.rendering = False
+
+
+class EventReporter(Reporter):
+    """Progress as events for the page, instead of a terminal."""
+
+    def __init__(self, session: Session):
+        super().__init__(quiet=True)
+        self.session = session
+
+    def info(self, message: str) -> None:
+        self.session.publish("info", message=message)
+
+    def warn(self, message: str) -> None:
+        self.session.publish("warning", message=message)
+
+    @contextmanager
+    def task(self, description: str, total: int):
+        done = [0]
+        self.session.publish("task", task=description, done=0, total=total)
+
+        def advance(n: int = 1) -> None:
+            done[0] += n
+            self.session.publish("task", task=description, done=done[0], total=total)
+
+        yield advance
+
+
+def _line_settings(line) -> dict:
+    settings = {k: getattr(line, k) for k in ("pause", "overlap", "emotion") if getattr(line, k) is not None}
+    if line.offscreen:
+        settings["offscreen"] = True
+    if line.delivery is not None:
+        settings["delivery"] = line.delivery.model_dump(exclude_defaults=True)
+    return settings
+
+
+def _round_trip(path: Path):
+    from ruamel.yaml import YAML
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    text = path.read_text(encoding="utf-8")
+    _, sequence, offset = load_yaml_guess_indent(text)
+    yaml = YAML()  # round trip: comments, key order, quoting and flow style are kept
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=_mapping_indent(text), sequence=sequence or 2, offset=offset or 0)
+    return yaml.load(text), yaml
+
+
+def _mapping_indent(text: str) -> int:
+    """How far the file indents a mapping under its key (ruamel guesses only sequences'); 2 if unsure."""
+    import re
+    from collections import Counter
+
+    steps = Counter()
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    for line, following in zip(lines, lines[1:]):
+        if re.search(r":\s*(#.*)?$", line) and not following.lstrip().startswith("-"):
+            step = (len(following) - len(following.lstrip())) - (len(line) - len(line.lstrip()))
+            if step > 0:
+                steps[step] += 1
+    return steps.most_common(1)[0][0] if steps else 2
+
+
+def _change(document, scene: int, line: int, changes: dict) -> None:
+    """Apply the changes to the line's mapping, keeping its shorthand (`- ana: text`) when it has one."""
+    try:
+        entry = document["scenes"][scene]["lines"][line]
+    except (KeyError, IndexError, TypeError):
+        raise InputError(Problem(f"scene {scene + 1} has no line {line + 1}")) from None
+    speaker_key = next((k for k in entry if k not in EDITABLE and k not in ("audio", "prompt", "speaker")), None)
+    for key, value in changes.items():
+        if key == "text" and speaker_key is not None:
+            entry[speaker_key] = value
+        elif key == "speaker" and speaker_key is not None:
+            position = list(entry).index(speaker_key)
+            text = entry.pop(speaker_key)
+            entry.insert(position, value, text)
+            speaker_key = value
+        elif value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+
+
+def _line_number(document, scene: int, line: int) -> int | None:
+    """The 1-based line of the file where line `line` of scene `scene` is written."""
+    try:
+        return document["scenes"][scene]["lines"].lc.item(line)[0] + 1
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def _checked(script: Path, text: str, edited: str, at: int | None) -> None:
+    """Raise validate's problems for `text` as the screenplay (checked as a copy beside it); those of
+    the edited line are put at its line in the file as it is (the edit was not written)."""
+    from talkstudio.checks import load_screenplay
+
+    probe = script.with_name(f".{script.stem}.review-check{script.suffix}")
+    probe.write_text(text, encoding="utf-8")
+    try:
+        load_screenplay(probe)
+    except InputError as error:
+        raise InputError([Problem(p.message, file=script,
+                                  line=at if (p.field or "").startswith(edited) and at else p.line,
+                                  column=None if (p.field or "").startswith(edited) else p.column,
+                                  field=p.field, hint=p.hint) for p in error.problems]) from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _replace(script: Path, text: str) -> None:
+    """The screenplay replaced whole (never half-written), keeping its permissions."""
+    import os
+
+    from talkstudio.cache import atomic_write
+
+    mode = script.stat().st_mode
+    with atomic_write(script, "w") as f:
+        f.write(text)
+    os.chmod(script, mode & 0o7777)

@@ -1,0 +1,161 @@
+// The review page: the production's lanes and lines, the render, edits written back, live events.
+"use strict";
+
+const COLOURS = ["#ffffff", "#ffe066", "#7fdbff", "#ff9f80", "#b8f28c", "#f5a3ff", "#ffc04d", "#9fb8ff"];
+let state = null;
+
+async function load() {
+  const response = await fetch("api/state");
+  state = await response.json();
+  document.getElementById("title").textContent = `talkstudio review: ${state.script}`;
+  drawVideo();
+  drawLanes();
+  drawScript();
+  setStatus(state.rendering ? "rendering" : state.video ? "rendered" : "not rendered yet");
+}
+
+function setStatus(text) { document.getElementById("status").textContent = text; }
+
+function log(text) {
+  const box = document.getElementById("log");
+  box.textContent += text + "\n";
+  box.scrollTop = box.scrollHeight;
+}
+
+function drawVideo() {
+  const video = document.getElementById("video");
+  video.innerHTML = "";
+  if (!state.video) return;
+  const stamp = Date.now();
+  video.src = `media/video.mp4?v=${stamp}`;
+  const track = document.createElement("track");
+  Object.assign(track, { kind: "captions", src: `media/subtitles.vtt?v=${stamp}`, srclang: "en", default: true });
+  video.appendChild(track);
+}
+
+function drawLanes() {
+  const lanes = document.getElementById("lanes");
+  lanes.innerHTML = "";
+  if (!state.cues) return;
+  const duration = state.cues.duration;
+  const colour = {};
+  state.cues.speakers.forEach((s, i) => { colour[s.id] = COLOURS[i % COLOURS.length]; });
+  for (const speaker of state.cues.speakers) {
+    const lane = document.createElement("div");
+    lane.className = "lane";
+    lane.dataset.speaker = speaker.id;
+    lane.innerHTML = `<span class="lane-name"></span>`;
+    lane.firstChild.textContent = speaker.name;
+    for (const scene of state.cues.scenes) {
+      const mark = document.createElement("div");
+      mark.className = "scene-mark";
+      mark.style.left = `${100 * scene.start / duration}%`;
+      lane.appendChild(mark);
+    }
+    for (const cue of state.cues.cues.filter(c => c.speaker === speaker.id)) {
+      const block = document.createElement("div");
+      block.className = "cue" + (cue.offscreen ? " offscreen" : "");
+      block.style.left = `${100 * cue.start / duration}%`;
+      block.style.width = `${100 * (cue.end - cue.start) / duration}%`;
+      block.style.background = colour[speaker.id];
+      block.textContent = cue.text;
+      block.title = `${speaker.name}: ${cue.text} (${cue.start.toFixed(2)}-${cue.end.toFixed(2)} s)`;
+      block.dataset.start = cue.start;
+      block.addEventListener("click", () => { const v = document.getElementById("video"); v.currentTime = cue.start; v.play(); });
+      lane.appendChild(block);
+    }
+    lanes.appendChild(lane);
+  }
+}
+
+function drawScript() {
+  const box = document.getElementById("script");
+  box.innerHTML = "";
+  for (const problem of state.problems) log(problem);
+  const speakers = Object.keys(state.cast);
+  state.scenes.forEach((scene, s) => {
+    const section = document.createElement("div");
+    section.className = "scene";
+    section.innerHTML = `<h2></h2>`;
+    section.firstChild.textContent = scene.id;
+    scene.lines.forEach((line, l) => section.appendChild(lineEditor(line, s, l, speakers)));
+    box.appendChild(section);
+  });
+}
+
+function lineEditor(line, s, l, speakers) {
+  const row = document.createElement("div");
+  row.className = "line";
+  row.dataset.scene = s;
+  row.dataset.line = l;
+  const who = document.createElement("select");
+  who.dataset.field = "speaker";
+  for (const id of speakers) who.add(new Option(state.cast[id].name, id, false, id === line.speaker));
+  const text = input("text", line.text);
+  const pause = input("pause", line.pause ?? "", "pause s");
+  const overlap = input("overlap", line.overlap ?? "", "overlap");
+  const save = document.createElement("button");
+  save.type = "button";
+  save.textContent = "Save";
+  const problems = document.createElement("div");
+  problems.className = "problems";
+  for (const field of [who, text, pause, overlap]) field.addEventListener("input", () => row.classList.add("changed"));
+  save.addEventListener("click", () => saveLine(row, line, { who, text, pause, overlap }, problems));
+  row.append(who, text, pause, overlap, save, problems);
+  return row;
+}
+
+function input(field, value, placeholder = "") {
+  const element = document.createElement("input");
+  element.dataset.field = field;
+  element.value = value;
+  element.placeholder = placeholder;
+  return element;
+}
+
+async function saveLine(row, line, fields, problems) {
+  const changes = {};
+  if (fields.who.value !== line.speaker) changes.speaker = fields.who.value;
+  if (fields.text.value !== line.text) changes.text = fields.text.value;
+  for (const name of ["pause", "overlap"]) {
+    const value = fields[name].value.trim();
+    const before = line[name] ?? "";
+    if (value !== String(before)) changes[name] = value === "" ? null : (value.endsWith("%") ? value : Number(value));
+  }
+  if (!Object.keys(changes).length) return;
+  const response = await fetch("api/line", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ scene: +row.dataset.scene, line: +row.dataset.line, changes, version: state.version }),
+  });
+  const answer = await response.json();
+  if (!response.ok) { problems.textContent = answer.problems.join("\n"); return; }
+  problems.textContent = "";
+  row.classList.remove("changed");
+  state.version = answer.version;
+  Object.assign(line, changes);
+  await fetch("api/render", { method: "POST" });
+}
+
+function followEvents() {
+  const source = new EventSource(`api/events?after=${state ? state.events : 0}`);
+  source.onmessage = async (message) => {
+    const event = JSON.parse(message.data);
+    if (event.kind === "task") setStatus(`${event.task}: ${event.done}/${event.total}`);
+    else if (event.kind === "render finished") {
+      log(`rendered ${event.rendered} of ${event.chunks} chunks${event.up_to_date ? " (up to date)" : ""}`);
+      document.body.dataset.renders = String(+(document.body.dataset.renders || 0) + 1);
+      await load();
+    } else if (event.kind === "render failed") { log(`render failed: ${event.error}`); setStatus("render failed"); }
+    else if (event.kind === "render started") setStatus("rendering");
+    else if (event.message) log(event.message);
+    else if (event.kind === "edited") log(`line ${event.line + 1} of scene ${event.scene + 1} written`);
+  };
+}
+
+document.getElementById("render").addEventListener("click", () => fetch("api/render", { method: "POST" }));
+document.getElementById("video").addEventListener("timeupdate", () => {
+  if (!state || !state.cues) return;
+  const v = document.getElementById("video");
+  document.getElementById("playhead").style.left = `${100 * v.currentTime / state.cues.duration}%`;
+});
+load().then(followEvents);

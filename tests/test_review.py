@@ -1,0 +1,149 @@
+"""`talkstudio review`: the local page's server (token, Host, files), edits written back, and the page
+driven in headless Chromium."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytest.importorskip("starlette")
+pytest.importorskip("ruamel.yaml")
+
+SHOW = """\
+# a short show, to review
+title: Review test
+video: {size: 320x240}
+cast:
+  ana: {name: Ana, image: ana.png, voice: ava}   # the host
+  ben: {name: Ben, image: ben.png, voice: dan}
+scenes:
+  - id: opening
+    lines:
+      - ana: Good morning, and welcome to the show.
+      - ben: Thank you, it is good to be here.
+      # the last line, the one we will edit
+      - ana: Let us begin.
+  - id: later
+    lines:
+      - ben: So tell me about the lighthouse, and the keeper who lived there all those years.
+      - ana: He lived alone for forty winters, and he never once let the lamp go out.
+      - ben: Not once?
+"""
+
+
+@pytest.fixture
+def show(tmp_path):
+    shutil.copy(ROOT / "casts" / "maya.png", tmp_path / "ana.png")
+    shutil.copy(ROOT / "casts" / "theo.png", tmp_path / "ben.png")
+    (tmp_path / "show.yaml").write_text(SHOW)
+    return tmp_path / "show.yaml"
+
+
+def _client(show, token="secret", port=8123):
+    from starlette.testclient import TestClient
+
+    from talkstudio.cache import Cache
+    from talkstudio.review.app import make_app
+    from talkstudio.review.session import Session
+
+    session = Session(show, show.with_suffix(".mp4"), Cache(show.parent / "cache"))
+    return TestClient(make_app(session, token, port), base_url=f"http://127.0.0.1:{port}"), session
+
+
+def test_every_request_needs_the_token_and_this_servers_host(show):
+    client, _ = _client(show)
+    assert client.get("/api/state").status_code == 403  # no token
+    assert client.get("/?token=wrong").status_code == 403
+    assert client.get("/?token=secret").status_code == 200  # the page, and its cookie
+    assert client.get("/api/state").status_code == 200
+    assert client.get("/api/state", headers={"host": "attacker.example:8123"}).status_code == 403  # DNS rebinding
+    assert client.get("/api/state", headers={"host": "127.0.0.1:9999"}).status_code == 403
+
+
+def test_only_the_renders_own_files_are_served(show):
+    client, _ = _client(show)
+    client.get("/?token=secret")
+    for asked in ("/media/..%2Fshow.yaml", "/media/show.yaml", "/media/track-..%2F..%2Fshow.yaml",
+                  "/static/..%2Fapp.py", "/static/session.py"):
+        assert client.get(asked).status_code == 404, asked
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_an_edit_is_written_back_keeping_the_files_comments_and_layout(show):
+    client, session = _client(show)
+    client.get("/?token=secret")
+    version = client.get("/api/state").json()["version"]
+    answer = client.post("/api/line", json={"scene": 0, "line": 2, "changes": {"text": "Let us start."},
+                                            "version": version})
+    assert answer.status_code == 200
+    assert show.read_text() == SHOW.replace("Let us begin.", "Let us start.")  # nothing else moved
+    stale = client.post("/api/line", json={"scene": 0, "line": 2, "changes": {"text": "x"}, "version": version})
+    assert stale.status_code == 409 and "changed since" in stale.json()["problems"][0]  # the other tab's edit
+    bad = client.post("/api/line", json={"scene": 0, "line": 2, "changes": {"pause": -3},
+                                         "version": answer.json()["version"]})
+    assert bad.status_code == 422 and bad.json()["lines"] == [13] and "pause" in bad.json()["problems"][0]
+    assert "show.yaml:13:" in bad.json()["problems"][0]  # at the line as the file has it
+    assert "Let us start." in show.read_text() and "-3" not in show.read_text()  # refused: the file as it was
+    moved = client.post("/api/line", json={"scene": 0, "line": 0, "changes": {"speaker": "ben"},
+                                           "version": answer.json()["version"]})
+    assert moved.status_code == 200 and "      - ben: Good morning" in show.read_text()
+
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (BROWSER and DRIVER), reason="no Chromium and chromedriver (Debian: apt-get install "
+                                                     "chromium chromium-driver)")
+def test_the_page_in_a_browser_shows_the_lanes_and_an_edit_rerenders_only_its_chunk(show, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    video, cache = tmp_path / "show.mp4", tmp_path / "cache"
+    assert run_cli("render", show, "-o", video, "--cache", cache, "-q").returncode == 0
+    server = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "review", str(show), "-o", str(video),
+                               "--cache", str(cache), "--no-browser", "--port", "0"],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(argument)
+    options.binary_location = BROWSER
+    browser = None
+    try:
+        url = re.search(r"http://\S+", server.stdout.readline())[0]
+        browser = webdriver.Chrome(options=options, service=Service(DRIVER))
+        browser.get(url)
+        WebDriverWait(browser, 30).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".cue")) >= 3)
+        cues = json.loads((tmp_path / "show" / "cues.json").read_text())
+        lanes = browser.find_elements(By.CSS_SELECTOR, ".lane")
+        assert [lane.get_attribute("data-speaker") for lane in lanes] == [s["id"] for s in cues["speakers"]]
+        assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".cue")] == \
+            [c["text"] for s in cues["speakers"] for c in cues["cues"] if c["speaker"] == s["id"]]
+        browser.save_screenshot(str(tmp_path / "before.png"))
+        last = browser.find_elements(By.CSS_SELECTOR, ".line")[-1]
+        text = last.find_element(By.CSS_SELECTOR, "input[data-field=text]")
+        text.clear()
+        text.send_keys("Not even once?")
+        last.find_element(By.TAG_NAME, "button").click()
+        WebDriverWait(browser, 120).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-renders"))
+        log = browser.find_element(By.ID, "log").text
+        rendered, chunks = map(int, re.search(r"rendered (\d+) of (\d+) chunks", log).groups())
+        assert chunks >= 4 and rendered <= 2, log  # only the chunks the edited line's audio reaches
+        assert "Not even once?" in [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".cue")]
+        assert browser.execute_script("return document.getElementById('video').src").startswith("http://127.0.0.1")
+        assert show.read_text() == SHOW.replace("Not once?", "Not even once?")
+        browser.save_screenshot(str(tmp_path / "after.png"))
+    finally:
+        if browser is not None:
+            browser.quit()
+        server.terminate()
+        server.wait(timeout=30)

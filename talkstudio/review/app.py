@@ -74,6 +74,9 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
             return JSONResponse({"problems": [str(conflict)]}, status_code=409)
         return JSONResponse(done)
 
+    async def peaks(request: Request) -> Response:
+        return JSONResponse(await asyncio.to_thread(session.peaks, request.path_params["speaker"]))
+
     async def render(request: Request) -> Response:
         started = session.render()
         return JSONResponse({"started": started}, status_code=202 if started else 409)
@@ -106,6 +109,6 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
 
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", state),
               Route("/api/line", edit, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
-              Route("/api/events", events), Route("/media/{kind}", media)]
+              Route("/api/events", events), Route("/api/peaks/{speaker}", peaks), Route("/media/{kind}", media)]
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
     return Starlette(routes=routes, middleware=[Middleware(Guard, token=token, hosts=hosts)])

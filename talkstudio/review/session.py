@@ -71,6 +71,21 @@ class Session:
                 "problems": problems, "cues": cues, "video": self.target.is_file(),
                 "rendering": self.rendering, "last": self.last, "events": len(self.events)}
 
+    def peaks(self, speaker: str, count: int = 1200) -> list[float]:
+        """The speaker's track as `count` peak levels (0..1), for the lane's waveform; none before a render."""
+        import numpy as np
+        from scipy.io import wavfile
+
+        track = self.work_dir / "tracks" / f"{speaker}.wav"
+        if not track.is_file() or track.parent.resolve() != (self.work_dir / "tracks").resolve():
+            return []
+        _, raw = wavfile.read(track, mmap=True)
+        samples = np.abs(np.asarray(raw, np.float32).reshape(len(raw), -1).mean(axis=1))
+        if np.issubdtype(raw.dtype, np.integer):
+            samples /= float(np.iinfo(raw.dtype).max)
+        edges = np.linspace(0, len(samples), count + 1).astype(int)
+        return [round(float(samples[a:b].max()) if b > a else 0.0, 3) for a, b in zip(edges, edges[1:])]
+
     def edit_line(self, scene: int, line: int, changes: dict, version: str) -> dict:
         """Write the changes into line `line` of scene `scene` (indices), round trip; InputError with
         validate's messages when the result would not load, Conflict when the file moved on."""

@@ -44,8 +44,9 @@ function drawLanes() {
     const lane = document.createElement("div");
     lane.className = "lane";
     lane.dataset.speaker = speaker.id;
-    lane.innerHTML = `<span class="lane-name"></span>`;
-    lane.firstChild.textContent = speaker.name;
+    lane.innerHTML = `<canvas class="wave"></canvas><span class="lane-name"></span>`;
+    lane.querySelector(".lane-name").textContent = speaker.name;
+    drawWave(lane.querySelector("canvas"), speaker.id);
     for (const scene of state.cues.scenes) {
       const mark = document.createElement("div");
       mark.className = "scene-mark";
@@ -66,6 +67,16 @@ function drawLanes() {
     }
     lanes.appendChild(lane);
   }
+}
+
+async function drawWave(canvas, speaker) {
+  const peaks = await (await fetch(`api/peaks/${encodeURIComponent(speaker)}`)).json();
+  canvas.width = peaks.length;
+  canvas.height = 40;
+  const pen = canvas.getContext("2d");
+  pen.fillStyle = "#4b5568";
+  peaks.forEach((peak, x) => { const h = Math.max(1, peak * 40); pen.fillRect(x, 20 - h / 2, 1, h); });
+  canvas.dataset.drawn = String(peaks.length);
 }
 
 function drawScript() {

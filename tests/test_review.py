@@ -150,3 +150,20 @@ def test_the_page_in_a_browser_shows_the_lanes_and_an_edit_rerenders_only_its_ch
             browser.quit()
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_line_is_auditioned_with_another_voice_before_it_is_kept(show):
+    from scipy.io import wavfile
+
+    client, session = _client(show)
+    client.get("/?token=secret")
+    before = show.read_text()
+    heard = client.post("/api/audition", json={"speaker": "ana", "text": "Let us begin.", "voice": {"id": "dan"},
+                                               "delivery": "whispering"})
+    assert heard.status_code == 200
+    rate, samples = wavfile.read(session.work_dir / "audition.wav")
+    assert len(samples) / rate > 0.3
+    assert client.get("/media/audition.wav").status_code == 200
+    assert show.read_text() == before  # nothing kept
+    bad = client.post("/api/audition", json={"speaker": "ana", "text": "Hi.", "voice": {"id": "nobody"}})
+    assert bad.status_code == 422 and "nobody" in bad.json()["problems"][0]

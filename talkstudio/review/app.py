@@ -77,13 +77,23 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
     async def peaks(request: Request) -> Response:
         return JSONResponse(await asyncio.to_thread(session.peaks, request.path_params["speaker"]))
 
+    async def audition(request: Request) -> Response:
+        body = await request.json()
+        try:
+            await asyncio.to_thread(session.audition, str(body["speaker"]), str(body["text"]),
+                                    dict(body.get("voice") or {}), body.get("delivery"))
+        except InputError as error:
+            return JSONResponse({"problems": [p.render() for p in error.problems]}, status_code=422)
+        return JSONResponse({"sample": "media/audition.wav"})
+
     async def render(request: Request) -> Response:
         started = session.render()
         return JSONResponse({"started": started}, status_code=202 if started else 409)
 
     async def media(request: Request) -> Response:
         kind = request.path_params["kind"]
-        files = {"video.mp4": session.target, "subtitles.vtt": session.target.with_suffix(".vtt")}
+        files = {"video.mp4": session.target, "subtitles.vtt": session.target.with_suffix(".vtt"),
+                 "audition.wav": session.work_dir / "audition.wav"}
         if kind.startswith("track-") and kind.endswith(".wav"):
             files[kind] = session.work_dir / "tracks" / kind.removeprefix("track-")
         path = files.get(kind)
@@ -109,6 +119,7 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
 
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", state),
               Route("/api/line", edit, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
+              Route("/api/audition", audition, methods=["POST"]),
               Route("/api/events", events), Route("/api/peaks/{speaker}", peaks), Route("/media/{kind}", media)]
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
     return Starlette(routes=routes, middleware=[Middleware(Guard, token=token, hosts=hosts)])

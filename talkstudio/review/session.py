@@ -86,6 +86,17 @@ class Session:
         edges = np.linspace(0, len(samples), count + 1).astype(int)
         return [round(float(samples[a:b].max()) if b > a else 0.0, 3) for a, b in zip(edges, edges[1:])]
 
+    def audition(self, speaker: str, text: str, voice: dict, delivery: str | None) -> Path:
+        """A line said by `speaker`'s voice with `voice` settings over it (e.g. another id, rate, pitch)
+        and `delivery` words, into the render's folder: heard before anything is kept."""
+        from talkstudio.audition import cast_voice, delivery_hints, say
+
+        cast, lexicon = cast_voice(self.script, speaker, voice)
+        sample = self.work_dir / "audition.wav"
+        say(text, cast, lexicon, delivery_hints(delivery), sample, self.cache)
+        self.publish("auditioned", speaker=speaker, voice=voice)
+        return sample
+
     def edit_line(self, scene: int, line: int, changes: dict, version: str) -> dict:
         """Write the changes into line `line` of scene `scene` (indices), round trip; InputError with
         validate's messages when the result would not load, Conflict when the file moved on."""

@@ -108,11 +108,18 @@ function lineEditor(line, s, l, speakers) {
   const save = document.createElement("button");
   save.type = "button";
   save.textContent = "Save";
+  const hear = document.createElement("button");
+  hear.type = "button";
+  hear.textContent = "Hear";
+  hear.title = "say this line with the voice below before keeping it";
+  const voice = input("voice", "", "voice id, e.g. dan");
+  const delivery = input("delivery", "", "delivery, e.g. whispering");
   const problems = document.createElement("div");
   problems.className = "problems";
   for (const field of [who, text, pause, overlap]) field.addEventListener("input", () => row.classList.add("changed"));
   save.addEventListener("click", () => saveLine(row, line, { who, text, pause, overlap }, problems));
-  row.append(who, text, pause, overlap, save, problems);
+  hear.addEventListener("click", () => audition(who.value, text.value, voice.value, delivery.value, problems));
+  row.append(who, text, pause, overlap, save, voice, delivery, hear, problems);
   return row;
 }
 
@@ -145,6 +152,19 @@ async function saveLine(row, line, fields, problems) {
   state.version = answer.version;
   Object.assign(line, changes);
   await fetch("api/render", { method: "POST" });
+}
+
+async function audition(speaker, text, voiceId, delivery, problems) {
+  const response = await fetch("api/audition", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ speaker, text, voice: voiceId ? { id: voiceId } : {}, delivery: delivery || null }),
+  });
+  const answer = await response.json();
+  if (!response.ok) { problems.textContent = answer.problems.join("\n"); return; }
+  problems.textContent = "";
+  const player = new Audio(`${answer.sample}?v=${Date.now()}`);
+  document.body.dataset.auditions = String(+(document.body.dataset.auditions || 0) + 1);
+  player.play().catch(() => {});
 }
 
 function followEvents() {

@@ -12,6 +12,7 @@ so a resumed render carries exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,49 +28,87 @@ from talkstudio.timeline import FrameClock
 CHUNK_FORMAT = 1
 
 
+@dataclass
+class PlannedChunk:
+    """One chunk of the plan: where it lies, what it hears, and its cache key (known before rendering)."""
+
+    scene: int  # index of the scene
+    span: ChunkSpan
+    key: str
+    window: dict  # the voices it hears, from `first` on
+    phonemes: dict
+    first: int  # scene frame where `window` begins
+    audio_key: str
+    track: dict | None = None
+    track_frames: int = 0
+    track_key: str = ""
+
+
+def plan_chunks(screenplay, timeline, stages, info, version: str, frame_num: int | None = None, seed: int = 0,
+                scenes: set[int] | None = None) -> list[list[PlannedChunk]]:
+    """Every scene's chunks with their cache keys (empty for scenes not asked for): what a render would
+    find in the cache or make, without making anything."""
+    colour = info.colour_match if screenplay.video.colour_match is None else screenplay.video.colour_match
+    plans = []
+    for index, (scene, stage, spans) in enumerate(zip(screenplay.scenes, stages,
+                                                      scene_plans(screenplay, timeline, info, frame_num))):
+        if scenes is not None and index not in scenes:
+            plans.append([])
+            continue
+        phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
+        track, track_frames, track_key = _scene_track(timeline, index, list(stage.faces), info.whole_track)
+        base = {
+            "format": CHUNK_FORMAT, "backend": info.name, "version": version,
+            "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
+            "stage": stage.key, "prompt": scene.prompt or "",
+            "seed": seed, "encoder": VIDEO_CODEC_ARGS, "overlap": info.overlap, "colour_match": colour,
+        }
+        planned, previous_key = [], None
+        for span in spans:
+            first = max(span.start - round(info.audio_context_s * timeline.fps), 0)
+            end = span.start + span.frame_num + round(info.audio_context_s * timeline.fps)
+            window, window_phonemes = _window(timeline, index, list(stage.faces), phonemes, first, end)
+            audio_key = audio_digest(window, window_phonemes)
+            key = content_key({**base, "span": [span.start, span.frame_num, span.keep_from, span.keep_to],
+                               "audio": audio_key, "audio_start": first, "last": span is spans[-1],
+                               "continues": previous_key, **({"track": track_key} if track_key else {})})
+            planned.append(PlannedChunk(index, span, key, window, window_phonemes, first, audio_key, track,
+                                        track_frames, track_key))
+            previous_key = key
+        plans.append(planned)
+    return plans
+
+
+def chunk_cached(cache: Cache, chunk: PlannedChunk, chained: bool) -> bool:
+    """The chunk's partial file (and, for chained backends, its carried frames) is in the cache, intact."""
+    return bool(cache.lookup("chunks", chunk.key, ".mp4") and (not chained or cache.lookup("chunks", chunk.key, ".tail.npy")))
+
+
 def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cache, reporter: Reporter,
                   frame_num: int | None = None, seed: int = 0,
                   scenes: set[int] | None = None) -> tuple[list[Path], int]:
     """The partial movie files in order, and how many had to be rendered; only those of the `scenes`
     (indices) when given."""
     info = generator.info
-    plans = [spans if scenes is None or index in scenes else []
-             for index, spans in enumerate(scene_plans(screenplay, timeline, info, frame_num))]
+    plans = plan_chunks(screenplay, timeline, stages, info, generator.version(), frame_num, seed, scenes)
     encoder = EncoderPool(timeline.fps, screenplay.video.size)
     partials: list[Path] = []
     rendered = 0
     colour = info.colour_match if screenplay.video.colour_match is None else screenplay.video.colour_match
     with reporter.task("chunks", sum(len(p) for p in plans)) as advance:
-        for index, (scene, stage, spans) in enumerate(zip(screenplay.scenes, stages, plans)):
-            if not spans:
-                continue
-            phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
-            track, track_frames, track_key = _scene_track(timeline, index, list(stage.faces), info.whole_track)
-            base = {
-                "format": CHUNK_FORMAT, "backend": info.name, "version": generator.version(),
-                "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
-                "stage": stage.key, "prompt": scene.prompt or "",
-                "seed": seed, "encoder": VIDEO_CODEC_ARGS, "overlap": info.overlap, "colour_match": colour,
-            }
-            previous_key, previous_tail = None, None
-            for span in spans:
-                last = span is spans[-1]
-                first = max(span.start - round(info.audio_context_s * timeline.fps), 0)
-                end = span.start + span.frame_num + round(info.audio_context_s * timeline.fps)
-                window, window_phonemes = _window(timeline, index, list(stage.faces), phonemes, first, end)
-                audio_key = audio_digest(window, window_phonemes)
-                key = content_key({**base, "span": [span.start, span.frame_num, span.keep_from, span.keep_to],
-                                   "audio": audio_key, "audio_start": first, "last": last,
-                                   "continues": previous_key, **({"track": track_key} if track_key else {})})
-                path = cache.path("chunks", key, ".mp4")
-                tail_path = cache.path("chunks", key, ".tail.npy")
-                if cache.lookup("chunks", key, ".mp4") and (not info.chained
-                                                            or cache.lookup("chunks", key, ".tail.npy")):
+        for index, (scene, stage, planned) in enumerate(zip(screenplay.scenes, stages, plans)):
+            previous_tail = None
+            for chunk in planned:
+                span, last = chunk.span, chunk is planned[-1]
+                path = cache.path("chunks", chunk.key, ".mp4")
+                tail_path = cache.path("chunks", chunk.key, ".tail.npy")
+                if chunk_cached(cache, chunk, info.chained):
                     tail = np.load(tail_path) if info.chained else None
                 else:
-                    request = ChunkRequest(stage, window, timeline.rate, window_phonemes, timeline.fps, span.start,
-                                           span.frame_num, first, scene.prompt or "", seed, previous_tail, audio_key,
-                                           track, track_frames, track_key)
+                    request = ChunkRequest(stage, chunk.window, timeline.rate, chunk.phonemes, timeline.fps,
+                                           span.start, span.frame_num, chunk.first, scene.prompt or "", seed,
+                                           previous_tail, chunk.audio_key, chunk.track, chunk.track_frames,
+                                           chunk.track_key)
                     if not info.chained and isinstance(generator, StreamingGenerator):
                         encoder.finish(_stream(generator, request, span, path, timeline.fps, screenplay.video.size))
                         tail = None
@@ -84,7 +123,7 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                                        path, sealed=True)
                     rendered += 1
                 partials.append(path)
-                previous_key, previous_tail = key, tail
+                previous_tail = tail
                 advance()
         encoder.wait()
     return partials, rendered

@@ -141,6 +141,13 @@ def test_the_page_in_a_browser_shows_the_lanes_and_an_edit_rerenders_only_its_ch
         log = browser.find_element(By.ID, "log").text
         rendered, chunks = map(int, re.search(r"rendered (\d+) of (\d+) chunks", log).groups())
         assert chunks >= 4 and rendered <= 2, log  # only the chunks the edited line's audio reaches
+        foretold = re.search(r"will render (\d+) of (\d+) chunks", log)
+        assert foretold and (int(foretold[1]), int(foretold[2])) == (rendered, chunks), log  # said before it began
+        WebDriverWait(browser, 30).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".chunk")) == chunks)
+        WebDriverWait(browser, 30).until(
+            lambda b: all(c.get_attribute("data-cached") == "true" for c in b.find_elements(By.CSS_SELECTOR, ".chunk")))
+        WebDriverWait(browser, 30).until(lambda b: all(  # every chunk's thumbnail loaded
+            t.get_attribute("naturalWidth") not in (None, "0") for t in b.find_elements(By.CSS_SELECTOR, ".chunk img")))
         assert "Not even once?" in [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".cue")]
         assert browser.execute_script("return document.getElementById('video').src").startswith("http://127.0.0.1")
         assert show.read_text() == SHOW.replace("Not once?", "Not even once?")

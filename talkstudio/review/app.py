@@ -74,6 +74,12 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
             return JSONResponse({"problems": [str(conflict)]}, status_code=409)
         return JSONResponse(done)
 
+    async def chunks(request: Request) -> Response:
+        try:
+            return JSONResponse(await asyncio.to_thread(session.chunks))
+        except InputError as error:
+            return JSONResponse({"problems": [p.render() for p in error.problems]}, status_code=422)
+
     async def peaks(request: Request) -> Response:
         return JSONResponse(await asyncio.to_thread(session.peaks, request.path_params["speaker"]))
 
@@ -96,6 +102,8 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
                  "audition.wav": session.work_dir / "audition.wav"}
         if kind.startswith("track-") and kind.endswith(".wav"):
             files[kind] = session.work_dir / "tracks" / kind.removeprefix("track-")
+        if kind.startswith("chunk-") and kind.endswith(".jpg"):
+            files[kind] = await asyncio.to_thread(session.thumbnail, kind[len("chunk-"):-len(".jpg")]) or Path("/nonexistent")
         path = files.get(kind)
         if path is None or not path.is_file() or not path.resolve().is_relative_to(session.target.parent.resolve()):
             return PlainTextResponse("not found", status_code=404)
@@ -120,6 +128,7 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", state),
               Route("/api/line", edit, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
               Route("/api/audition", audition, methods=["POST"]),
-              Route("/api/events", events), Route("/api/peaks/{speaker}", peaks), Route("/media/{kind}", media)]
+              Route("/api/events", events), Route("/api/peaks/{speaker}", peaks),
+              Route("/api/chunks", chunks), Route("/media/{kind}", media)]
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
     return Starlette(routes=routes, middleware=[Middleware(Guard, token=token, hosts=hosts)])

@@ -71,6 +71,50 @@ class Session:
                 "problems": problems, "cues": cues, "video": self.target.is_file(),
                 "rendering": self.rendering, "last": self.last, "events": len(self.events)}
 
+    def chunks(self) -> list[dict]:
+        """Every chunk of the production as the screenplay now stands: where it lies, whether the cache
+        has it (else a render makes it), and what one costs (the last render's seconds per chunk)."""
+        from talkstudio.checks import load_screenplay
+        from talkstudio.chunks import chunk_cached, plan_chunks
+        from talkstudio.generators import GENERATORS, get_generator
+        from talkstudio.render import RenderOptions, load_generator
+        from talkstudio.speech import speak_all, timeline_rate
+        from talkstudio.stage import build_stage
+        from talkstudio.timeline import build_timeline
+
+        screenplay = load_screenplay(self.script)
+        generator = load_generator(screenplay, RenderOptions(), GENERATORS, get_generator)
+        rate = timeline_rate(screenplay)
+        clips, _ = speak_all(screenplay, self.cache, rate, Reporter(quiet=True))
+        timeline = build_timeline(screenplay, clips, rate)
+        stages = [build_stage(screenplay, scene, self.cache) for scene in screenplay.scenes]
+        plans = plan_chunks(screenplay, timeline, stages, generator.info, generator.version(),
+                            seed=screenplay.video.seed)
+        seconds = self.last.get("seconds", {}).get("chunks")
+        rendered = self.last.get("rendered") or 0
+        cost = round(seconds / rendered, 2) if seconds and rendered else None
+        return [{"scene": screenplay.scenes[chunk.scene].id, "index": chunk.span.index, "key": chunk.key,
+                 "start": (timeline.scenes[chunk.scene].start_frame + chunk.span.start) / timeline.fps,
+                 "frames": chunk.span.frame_num, "cached": chunk_cached(self.cache, chunk, generator.info.chained),
+                 "seconds": cost} for planned in plans for chunk in planned]
+
+    def thumbnail(self, key: str) -> Path | None:
+        """The first frame of a cached chunk, small (made once, kept in the render's folder)."""
+        import re
+        import subprocess
+
+        from talkstudio.audio_io import ffmpeg_exe
+
+        if not re.fullmatch(r"[0-9a-f]{16,128}", key):
+            return None
+        chunk = self.cache.path("chunks", key, ".mp4")
+        still = self.work_dir / "thumbs" / f"{key}.jpg"
+        if not still.is_file() and chunk.is_file():
+            still.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(chunk), "-vf",
+                            "scale=160:-2", "-frames:v", "1", str(still)], check=False, timeout=60)
+        return still if still.is_file() else None
+
     def peaks(self, speaker: str, count: int = 1200) -> list[float]:
         """The speaker's track as `count` peak levels (0..1), for the lane's waveform; none before a render."""
         import numpy as np

@@ -11,6 +11,7 @@ async function load() {
   drawVideo();
   drawLanes();
   drawScript();
+  drawChunks();
   setStatus(state.rendering ? "rendering" : state.video ? "rendered" : "not rendered yet");
 }
 
@@ -67,6 +68,33 @@ function drawLanes() {
     }
     lanes.appendChild(lane);
   }
+}
+
+async function chunkPlan() {
+  const response = await fetch("api/chunks");
+  return response.ok ? response.json() : [];
+}
+
+async function drawChunks() {
+  const box = document.getElementById("chunks");
+  const chunks = await chunkPlan();
+  box.innerHTML = "";
+  for (const chunk of chunks) {
+    const cell = document.createElement("figure");
+    cell.className = "chunk" + (chunk.cached ? "" : " stale");
+    cell.dataset.cached = chunk.cached;
+    const picture = chunk.cached ? document.createElement("img") : document.createElement("div");
+    if (chunk.cached) { picture.src = `media/chunk-${chunk.key}.jpg`; picture.alt = `${chunk.scene} ${chunk.index + 1}`; }
+    else picture.className = "empty";
+    const caption = document.createElement("figcaption");
+    const cost = chunk.seconds ? `, ${chunk.seconds} s to make` : "";
+    caption.textContent = `${chunk.scene} #${chunk.index + 1} at ${chunk.start.toFixed(1)} s: ` +
+      `${chunk.cached ? "cached" : "to render"}${cost}`;
+    cell.append(picture, caption);
+    box.appendChild(cell);
+  }
+  box.dataset.count = String(chunks.length);
+  return chunks;
 }
 
 async function drawWave(canvas, speaker) {
@@ -151,6 +179,9 @@ async function saveLine(row, line, fields, problems) {
   row.classList.remove("changed");
   state.version = answer.version;
   Object.assign(line, changes);
+  const chunks = await drawChunks();  // what the edit makes stale, before anything starts
+  const stale = chunks.filter(c => !c.cached).length;
+  log(`will render ${stale} of ${chunks.length} chunks`);
   await fetch("api/render", { method: "POST" });
 }
 

@@ -174,3 +174,18 @@ def test_a_line_is_auditioned_with_another_voice_before_it_is_kept(show):
     assert show.read_text() == before  # nothing kept
     bad = client.post("/api/audition", json={"speaker": "ana", "text": "Hi.", "voice": {"id": "nobody"}})
     assert bad.status_code == 422 and "nobody" in bad.json()["problems"][0]
+
+
+def test_a_characters_voice_is_set_from_the_page(show):
+    client, _ = _client(show)
+    client.get("/?token=secret")
+    version = client.get("/api/state").json()["version"]
+    done = client.post("/api/voice", json={"cast": "ben", "changes": {"rate": 1.2, "pitch": -2}, "version": version})
+    assert done.status_code == 200
+    text = show.read_text()
+    assert "ben: {name: Ben, image: ben.png, voice: {id: dan, rate: 1.2, pitch: -2}}" in text  # flow style kept
+    assert text.replace("voice: {id: dan, rate: 1.2, pitch: -2}", "voice: dan") == SHOW  # nothing else moved
+    state = client.get("/api/state").json()
+    assert state["cast"]["ben"]["voice"]["rate"] == 1.2
+    bad = client.post("/api/voice", json={"cast": "ben", "changes": {"rate": 99}, "version": state["version"]})
+    assert bad.status_code == 422 and bad.json()["lines"] == [6] and "rate" in bad.json()["problems"][0]

@@ -92,6 +92,18 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
             return JSONResponse({"problems": [p.render() for p in error.problems]}, status_code=422)
         return JSONResponse({"sample": "media/audition.wav"})
 
+    async def voice(request: Request) -> Response:
+        body = await request.json()
+        try:
+            done = await asyncio.to_thread(session.edit_voice, str(body["cast"]), dict(body["changes"]),
+                                           str(body["version"]))
+        except InputError as error:
+            return JSONResponse({"problems": [p.render() for p in error.problems],
+                                 "lines": [p.line for p in error.problems]}, status_code=422)
+        except Conflict as conflict:
+            return JSONResponse({"problems": [str(conflict)]}, status_code=409)
+        return JSONResponse(done)
+
     async def render(request: Request) -> Response:
         started = session.render()
         return JSONResponse({"started": started}, status_code=202 if started else 409)
@@ -127,7 +139,7 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
 
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", state),
               Route("/api/line", edit, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
-              Route("/api/audition", audition, methods=["POST"]),
+              Route("/api/audition", audition, methods=["POST"]), Route("/api/voice", voice, methods=["POST"]),
               Route("/api/events", events), Route("/api/peaks/{speaker}", peaks),
               Route("/api/chunks", chunks), Route("/media/{kind}", media)]
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}

@@ -23,6 +23,7 @@ from talkstudio.errors import InputError, Problem
 from talkstudio.progress import Reporter
 
 EDITABLE = {"text", "speaker", "pause", "overlap", "delivery", "emotion", "offscreen"}
+VOICE_EDITABLE = {"engine", "id", "language", "rate", "pitch", "volume", "whisper", "emphasis"}
 
 
 class Conflict(Exception):
@@ -161,6 +162,24 @@ class Session:
         self.publish("edited", scene=scene, line=line, changes=changes)
         return {"version": self.version()}
 
+    def edit_voice(self, cast_id: str, changes: dict, version: str) -> dict:
+        """Write voice settings of one character (id, rate, pitch...) into the screenplay, as `edit_line`."""
+        unknown = set(changes) - VOICE_EDITABLE
+        if unknown:
+            raise InputError(Problem(f"cannot set {', '.join(sorted(unknown))} here",
+                                     hint=f"voice settings: {', '.join(sorted(VOICE_EDITABLE))}"))
+        with self._lock:
+            if version != self.version():
+                raise Conflict("the screenplay changed since this page read it (another tab, or an editor)")
+            document, yaml = _round_trip(self.script)
+            at = _voice_change(document, cast_id, changes)
+            text = io.StringIO()
+            yaml.dump(document, text)
+            _checked(self.script, text.getvalue(), f"cast.{cast_id}.voice", at)
+            _replace(self.script, text.getvalue())
+        self.publish("voice edited", cast=cast_id, changes=changes)
+        return {"version": self.version()}
+
     def render(self, options=None) -> bool:
         """Start a render in the background; False when one is running."""
         with self._lock:
@@ -270,6 +289,31 @@ def _change(document, scene: int, line: int, changes: dict) -> None:
             entry.pop(key, None)
         else:
             entry[key] = value
+
+
+def _voice_change(document, cast_id: str, changes: dict) -> int | None:
+    """Apply voice settings to a character, turning a `voice: ava` shorthand into a mapping; the line."""
+    from ruamel.yaml.comments import CommentedMap
+
+    try:
+        character = document["cast"][cast_id]
+    except (KeyError, TypeError):
+        raise InputError(Problem(f"no character '{cast_id}' in the cast")) from None
+    if character is None:
+        character = document["cast"][cast_id] = CommentedMap()
+    voice = character.get("voice")
+    if not isinstance(voice, dict):
+        voice = CommentedMap({"id": voice} if voice is not None else {})
+        character["voice"] = voice
+    for key, value in changes.items():
+        if value is None:
+            voice.pop(key, None)
+        else:
+            voice[key] = value
+    try:
+        return document["cast"].lc.key(cast_id)[0] + 1
+    except (KeyError, AttributeError):
+        return None
 
 
 def _line_number(document, scene: int, line: int) -> int | None:

@@ -11,6 +11,7 @@ async function load() {
   drawVideo();
   drawLanes();
   drawScript();
+  drawCast();
   drawChunks();
   setStatus(state.rendering ? "rendering" : state.video ? "rendered" : "not rendered yet");
 }
@@ -68,6 +69,50 @@ function drawLanes() {
     }
     lanes.appendChild(lane);
   }
+}
+
+function drawCast() {
+  const box = document.getElementById("cast");
+  box.innerHTML = "";
+  for (const [id, character] of Object.entries(state.cast)) {
+    const row = document.createElement("div");
+    row.className = "voice";
+    row.dataset.cast = id;
+    const name = document.createElement("span");
+    name.textContent = character.name;
+    const voiceId = input("id", character.voice.id ?? "", "voice id");
+    const rate = input("rate", character.voice.rate, "rate");
+    const pitch = input("pitch", character.voice.pitch, "pitch");
+    const save = document.createElement("button");
+    save.type = "button";
+    save.textContent = "Save";
+    const problems = document.createElement("div");
+    problems.className = "problems";
+    save.addEventListener("click", () => saveVoice(id, character.voice, { id: voiceId, rate, pitch }, problems));
+    row.append(name, voiceId, rate, pitch, save, problems);
+    box.appendChild(row);
+  }
+}
+
+async function saveVoice(id, voice, fields, problems) {
+  const changes = {};
+  if (fields.id.value !== String(voice.id ?? "")) changes.id = fields.id.value || null;
+  for (const name of ["rate", "pitch"]) {
+    if (fields[name].value !== String(voice[name])) changes[name] = Number(fields[name].value);
+  }
+  if (!Object.keys(changes).length) return;
+  const response = await fetch("api/voice", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ cast: id, changes, version: state.version }),
+  });
+  const answer = await response.json();
+  if (!response.ok) { problems.textContent = answer.problems.join("\n"); return; }
+  problems.textContent = "";
+  state.version = answer.version;
+  Object.assign(voice, changes);
+  const chunks = await drawChunks();
+  log(`will render ${chunks.filter(c => !c.cached).length} of ${chunks.length} chunks`);
+  await fetch("api/render", { method: "POST" });
 }
 
 async function chunkPlan() {
@@ -211,6 +256,7 @@ function followEvents() {
     else if (event.kind === "render started") setStatus("rendering");
     else if (event.message) log(event.message);
     else if (event.kind === "edited") log(`line ${event.line + 1} of scene ${event.scene + 1} written`);
+    else if (event.kind === "voice edited") log(`${event.cast}'s voice written`);
   };
 }
 

@@ -128,6 +128,8 @@ def test_the_page_in_a_browser_shows_the_lanes_and_an_edit_rerenders_only_its_ch
         assert [lane.get_attribute("data-speaker") for lane in lanes] == [s["id"] for s in cues["speakers"]]
         assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".cue")] == \
             [c["text"] for s in cues["speakers"] for c in cues["cues"] if c["speaker"] == s["id"]]
+        assert [row.get_attribute("data-cast") for row in browser.find_elements(By.CSS_SELECTOR, ".voice")] == \
+            ["ana", "ben"]  # a voice panel per character
         waves = browser.find_elements(By.CSS_SELECTOR, "canvas.wave")
         WebDriverWait(browser, 10).until(lambda b: all(w.get_attribute("data-drawn") for w in waves))
         assert len(waves) == 2 and all(int(w.get_attribute("data-drawn")) > 100 for w in waves)  # a waveform a lane

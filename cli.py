@@ -470,18 +470,21 @@ def review(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the render it shows and makes (default: renders/<script>.mp4)")] = None,
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1 (default: a free one)")] = 0,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="only print the address")] = False,
+    podcast: Annotated[bool, typer.Option("--podcast", help="SCRIPT is a podcast's cast file: review its episode as recorded (read only; -o its mp4)")] = False,
     cache: CacheOpt = None,
 ) -> None:
     """A local page to see, hear and fix a production line by line: lanes per character, the render
     with its subtitles, lines edited in place (written back into the YAML with its comments kept,
-    checked as `validate` checks) and re-rendered (only what an edit reaches). Listens on 127.0.0.1
-    with a random token in the address. Needs pip install 'talkstudio\\[review]'."""
+    checked as `validate` checks) and re-rendered (only what an edit reaches). SCRIPT may also be a
+    batch output folder (every episode reviewable). Listens on 127.0.0.1 with a random token in the
+    address. Needs pip install 'talkstudio\\[review]'."""
     from talkstudio.cache import Cache
     from talkstudio.render import default_target
     from talkstudio.review import serve
 
-    serve(script, output or default_target(script), Cache(cache), port, not no_browser,
-          announce=lambda text: out.print(escape(text), highlight=False))
+    target = output or (Path("renders") / f"{script.stem}.mp4" if podcast else default_target(script))
+    serve(script, target, Cache(cache), port, not no_browser,
+          announce=lambda text: out.print(escape(text), highlight=False), podcast=podcast)
 
 
 @app.command()

@@ -191,3 +191,46 @@ def test_a_characters_voice_is_set_from_the_page(show):
     assert state["cast"]["ben"]["voice"]["rate"] == 1.2
     bad = client.post("/api/voice", json={"cast": "ben", "changes": {"rate": 99}, "version": state["version"]})
     assert bad.status_code == 422 and bad.json()["lines"] == [6] and "rate" in bad.json()["problems"][0]
+
+
+def test_a_batch_folder_makes_every_episode_reviewable(show, tmp_path):
+    from starlette.testclient import TestClient
+
+    from talkstudio.cache import Cache
+    from talkstudio.review import batch_sessions
+    from talkstudio.review.app import make_app
+
+    other = tmp_path / "other.yaml"
+    other.write_text(SHOW.replace("Review test", "Other episode"))
+    report = {"episodes": [{"episode": "first", "screenplay": str(show), "status": "rendered"},
+                           {"episode": "second", "screenplay": str(other), "status": "rendered"}]}
+    (tmp_path / "batch-report.json").write_text(json.dumps(report))
+    client = TestClient(make_app(batch_sessions(tmp_path, Cache(tmp_path / "cache")), "secret", 8123),
+                        base_url="http://127.0.0.1:8123")
+    client.get("/?token=secret")
+    first = client.get("/api/state").json()
+    assert first["episodes"] == ["first", "second"] and first["script"] == "show.yaml"
+    assert client.get("/api/state?episode=second").json()["script"] == "other.yaml"
+    assert client.get("/api/state?episode=nobody").status_code == 404
+
+
+def test_a_podcast_episode_is_reviewed_as_recorded(show, tmp_path):
+    from starlette.testclient import TestClient
+
+    from talkstudio.cache import Cache
+    from talkstudio.review.app import make_app
+    from talkstudio.review.session import Session
+
+    video = tmp_path / "episode.mp4"
+    assert run_cli("render", show, "-o", video, "--cache", tmp_path / "cache", "-q").returncode == 0
+    session = Session(show, video, Cache(tmp_path / "cache"), read_only=True)
+    client = TestClient(make_app(session, "secret", 8123), base_url="http://127.0.0.1:8123")
+    client.get("/?token=secret")
+    state = client.get("/api/state").json()
+    cues = json.loads((tmp_path / "episode" / "cues.json").read_text())["cues"]
+    assert state["read_only"] and [line["text"] for scene in state["scenes"] for line in scene["lines"]] == \
+        [c["text"] for c in cues]
+    before = show.read_text()
+    refused = client.post("/api/line", json={"scene": 0, "line": 0, "changes": {"text": "x"}, "version": state["version"]})
+    assert refused.status_code == 422 and "as it was recorded" in refused.json()["problems"][0]
+    assert client.post("/api/render").status_code == 409 and show.read_text() == before

@@ -47,7 +47,14 @@ class Guard:
         await self.app(scope, receive, send)
 
 
-def make_app(session: Session, token: str, port: int) -> Starlette:
+def make_app(sessions: Session | dict[str, Session], token: str, port: int) -> Starlette:
+    """The app for one production, or for a batch's episodes by name (`?episode=NAME` picks one)."""
+    sessions = sessions if isinstance(sessions, dict) else {"": sessions}
+    first = next(iter(sessions))
+
+    def pick(request: Request) -> Session | None:
+        return sessions.get(request.query_params.get("episode") or first)
+
     async def page(request: Request) -> Response:
         response = FileResponse(STATIC / "index.html", media_type="text/html")
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
@@ -60,9 +67,18 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
         return FileResponse(STATIC / name, media_type=STATIC_FILES[name])
 
     async def state(request: Request) -> Response:
-        return JSONResponse(await asyncio.to_thread(session.state))
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
+        found = await asyncio.to_thread(session.state)
+        if len(sessions) > 1:
+            found["episodes"] = list(sessions)
+        return JSONResponse(found)
 
     async def edit(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         body = await request.json()
         try:
             done = await asyncio.to_thread(session.edit_line, int(body["scene"]), int(body["line"]),
@@ -75,15 +91,24 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
         return JSONResponse(done)
 
     async def chunks(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         try:
             return JSONResponse(await asyncio.to_thread(session.chunks))
         except InputError as error:
             return JSONResponse({"problems": [p.render() for p in error.problems]}, status_code=422)
 
     async def peaks(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         return JSONResponse(await asyncio.to_thread(session.peaks, request.path_params["speaker"]))
 
     async def audition(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         body = await request.json()
         try:
             await asyncio.to_thread(session.audition, str(body["speaker"]), str(body["text"]),
@@ -93,6 +118,9 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
         return JSONResponse({"sample": "media/audition.wav"})
 
     async def voice(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         body = await request.json()
         try:
             done = await asyncio.to_thread(session.edit_voice, str(body["cast"]), dict(body["changes"]),
@@ -105,10 +133,16 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
         return JSONResponse(done)
 
     async def render(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         started = session.render()
         return JSONResponse({"started": started}, status_code=202 if started else 409)
 
     async def media(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         kind = request.path_params["kind"]
         files = {"video.mp4": session.target, "subtitles.vtt": session.target.with_suffix(".vtt"),
                  "audition.wav": session.work_dir / "audition.wav"}
@@ -122,6 +156,9 @@ def make_app(session: Session, token: str, port: int) -> Starlette:
         return FileResponse(path)
 
     async def events(request: Request) -> Response:
+        session = pick(request)
+        if session is None:
+            return PlainTextResponse("no such episode", status_code=404)
         after = int(request.query_params.get("after", "0"))
 
         async def stream():

@@ -38,6 +38,7 @@ class Session:
     events: list[dict] = field(default_factory=list)  # everything that happened, in order; pages follow it
     rendering: bool = False
     last: dict = field(default_factory=dict)  # the last render's result
+    read_only: bool = False  # a podcast episode: its audio is recorded, its lines come from the transcript
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -55,6 +56,8 @@ class Session:
         """The screenplay as the page shows it, and the render beside it when there is one."""
         from talkstudio.checks import load_screenplay
 
+        if self.read_only:
+            return self._recorded_state()
         problems = []
         try:
             screenplay = load_screenplay(self.script)
@@ -142,9 +145,24 @@ class Session:
         self.publish("auditioned", speaker=speaker, voice=voice)
         return sample
 
+    def _recorded_state(self) -> dict:
+        """A podcast episode as the page shows it: its cues and transcript as they were rendered."""
+        cues_file = self.work_dir / "cues.json"
+        cues = json.loads(cues_file.read_text()) if cues_file.is_file() else None
+        names = {s["id"]: s["name"] for s in (cues or {}).get("speakers", [])}
+        scenes = [{"id": scene["id"], "lines": [{"speaker": c["speaker"], "text": c["text"], "where": c.get("source", "")}
+                                                for c in cues["cues"] if c["scene"] == scene["id"]]}
+                  for scene in cues["scenes"]] if cues else []
+        return {"script": self.script.name, "version": self.version(), "scenes": scenes, "read_only": True,
+                "cast": {i: {"name": n, "voice": {}, "voice_only": False} for i, n in names.items()},
+                "problems": [] if cues else [f"{self.target} has not been made yet: run talkstudio podcast first"],
+                "cues": cues, "video": self.target.is_file(), "rendering": False, "last": self.last,
+                "events": len(self.events)}
+
     def edit_line(self, scene: int, line: int, changes: dict, version: str) -> dict:
         """Write the changes into line `line` of scene `scene` (indices), round trip; InputError with
         validate's messages when the result would not load, Conflict when the file moved on."""
+        self._refuse_if_read_only()
         unknown = set(changes) - EDITABLE
         if unknown:
             raise InputError(Problem(f"cannot edit {', '.join(sorted(unknown))} here",
@@ -164,6 +182,7 @@ class Session:
 
     def edit_voice(self, cast_id: str, changes: dict, version: str) -> dict:
         """Write voice settings of one character (id, rate, pitch...) into the screenplay, as `edit_line`."""
+        self._refuse_if_read_only()
         unknown = set(changes) - VOICE_EDITABLE
         if unknown:
             raise InputError(Problem(f"cannot set {', '.join(sorted(unknown))} here",
@@ -180,8 +199,15 @@ class Session:
         self.publish("voice edited", cast=cast_id, changes=changes)
         return {"version": self.version()}
 
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise InputError(Problem("a podcast episode is reviewed as it was recorded: nothing here is edited",
+                                     hint="change the transcript or the cast file and run talkstudio podcast again"))
+
     def render(self, options=None) -> bool:
-        """Start a render in the background; False when one is running."""
+        """Start a render in the background; False when one is running (or the episode is recorded)."""
+        if self.read_only:
+            return False
         with self._lock:
             if self.rendering:
                 return False

@@ -3,17 +3,32 @@
 
 const COLOURS = ["#ffffff", "#ffe066", "#7fdbff", "#ff9f80", "#b8f28c", "#f5a3ff", "#ffc04d", "#9fb8ff"];
 let state = null;
+const EPISODE = new URLSearchParams(location.search).get("episode");
+
+// every request names the episode when the page reviews a batch
+function api(path) {
+  return EPISODE ? `${path}${path.includes("?") ? "&" : "?"}episode=${encodeURIComponent(EPISODE)}` : path;
+}
 
 async function load() {
-  const response = await fetch("api/state");
+  const response = await fetch(api("api/state"));
   state = await response.json();
   document.getElementById("title").textContent = `talkstudio review: ${state.script}`;
+  drawEpisodes();
   drawVideo();
   drawLanes();
   drawScript();
   drawCast();
   drawChunks();
   setStatus(state.rendering ? "rendering" : state.video ? "rendered" : "not rendered yet");
+}
+
+function drawEpisodes() {
+  const choice = document.getElementById("episodes");
+  if (!state.episodes || choice.options.length) return;
+  choice.hidden = false;
+  for (const name of state.episodes) choice.add(new Option(name, name, false, name === (EPISODE || state.episodes[0])));
+  choice.addEventListener("change", () => { location.search = `?episode=${encodeURIComponent(choice.value)}`; });
 }
 
 function setStatus(text) { document.getElementById("status").textContent = text; }
@@ -29,9 +44,9 @@ function drawVideo() {
   video.innerHTML = "";
   if (!state.video) return;
   const stamp = Date.now();
-  video.src = `media/video.mp4?v=${stamp}`;
+  video.src = api(`media/video.mp4?v=${stamp}`);
   const track = document.createElement("track");
-  Object.assign(track, { kind: "captions", src: `media/subtitles.vtt?v=${stamp}`, srclang: "en", default: true });
+  Object.assign(track, { kind: "captions", src: api(`media/subtitles.vtt?v=${stamp}`), srclang: "en", default: true });
   video.appendChild(track);
 }
 
@@ -74,6 +89,7 @@ function drawLanes() {
 function drawCast() {
   const box = document.getElementById("cast");
   box.innerHTML = "";
+  if (state.read_only) return;
   for (const [id, character] of Object.entries(state.cast)) {
     const row = document.createElement("div");
     row.className = "voice";
@@ -101,7 +117,7 @@ async function saveVoice(id, voice, fields, problems) {
     if (fields[name].value !== String(voice[name])) changes[name] = Number(fields[name].value);
   }
   if (!Object.keys(changes).length) return;
-  const response = await fetch("api/voice", {
+  const response = await fetch(api("api/voice"), {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ cast: id, changes, version: state.version }),
   });
@@ -112,11 +128,11 @@ async function saveVoice(id, voice, fields, problems) {
   Object.assign(voice, changes);
   const chunks = await drawChunks();
   log(`will render ${chunks.filter(c => !c.cached).length} of ${chunks.length} chunks`);
-  await fetch("api/render", { method: "POST" });
+  await fetch(api("api/render"), { method: "POST" });
 }
 
 async function chunkPlan() {
-  const response = await fetch("api/chunks");
+  const response = await fetch(api("api/chunks"));
   return response.ok ? response.json() : [];
 }
 
@@ -129,7 +145,7 @@ async function drawChunks() {
     cell.className = "chunk" + (chunk.cached ? "" : " stale");
     cell.dataset.cached = chunk.cached;
     const picture = chunk.cached ? document.createElement("img") : document.createElement("div");
-    if (chunk.cached) { picture.src = `media/chunk-${chunk.key}.jpg`; picture.alt = `${chunk.scene} ${chunk.index + 1}`; }
+    if (chunk.cached) { picture.src = api(`media/chunk-${chunk.key}.jpg`); picture.alt = `${chunk.scene} ${chunk.index + 1}`; }
     else picture.className = "empty";
     const caption = document.createElement("figcaption");
     const cost = chunk.seconds ? `, ${chunk.seconds} s to make` : "";
@@ -143,7 +159,7 @@ async function drawChunks() {
 }
 
 async function drawWave(canvas, speaker) {
-  const peaks = await (await fetch(`api/peaks/${encodeURIComponent(speaker)}`)).json();
+  const peaks = await (await fetch(api(`api/peaks/${encodeURIComponent(speaker)}`))).json();
   canvas.width = peaks.length;
   canvas.height = 40;
   const pen = canvas.getContext("2d");
@@ -162,9 +178,16 @@ function drawScript() {
     section.className = "scene";
     section.innerHTML = `<h2></h2>`;
     section.firstChild.textContent = scene.id;
-    scene.lines.forEach((line, l) => section.appendChild(lineEditor(line, s, l, speakers)));
+    scene.lines.forEach((line, l) => section.appendChild(state.read_only ? lineText(line) : lineEditor(line, s, l, speakers)));
     box.appendChild(section);
   });
+}
+
+function lineText(line) {  // a recorded episode: its transcript, as rendered
+  const row = document.createElement("div");
+  row.className = "line read-only";
+  row.textContent = `${state.cast[line.speaker]?.name ?? line.speaker}: ${line.text}`;
+  return row;
 }
 
 function lineEditor(line, s, l, speakers) {
@@ -214,7 +237,7 @@ async function saveLine(row, line, fields, problems) {
     if (value !== String(before)) changes[name] = value === "" ? null : (value.endsWith("%") ? value : Number(value));
   }
   if (!Object.keys(changes).length) return;
-  const response = await fetch("api/line", {
+  const response = await fetch(api("api/line"), {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ scene: +row.dataset.scene, line: +row.dataset.line, changes, version: state.version }),
   });
@@ -227,24 +250,24 @@ async function saveLine(row, line, fields, problems) {
   const chunks = await drawChunks();  // what the edit makes stale, before anything starts
   const stale = chunks.filter(c => !c.cached).length;
   log(`will render ${stale} of ${chunks.length} chunks`);
-  await fetch("api/render", { method: "POST" });
+  await fetch(api("api/render"), { method: "POST" });
 }
 
 async function audition(speaker, text, voiceId, delivery, problems) {
-  const response = await fetch("api/audition", {
+  const response = await fetch(api("api/audition"), {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ speaker, text, voice: voiceId ? { id: voiceId } : {}, delivery: delivery || null }),
   });
   const answer = await response.json();
   if (!response.ok) { problems.textContent = answer.problems.join("\n"); return; }
   problems.textContent = "";
-  const player = new Audio(`${answer.sample}?v=${Date.now()}`);
+  const player = new Audio(api(`${answer.sample}?v=${Date.now()}`));
   document.body.dataset.auditions = String(+(document.body.dataset.auditions || 0) + 1);
   player.play().catch(() => {});
 }
 
 function followEvents() {
-  const source = new EventSource(`api/events?after=${state ? state.events : 0}`);
+  const source = new EventSource(api(`api/events?after=${state ? state.events : 0}`));
   source.onmessage = async (message) => {
     const event = JSON.parse(message.data);
     if (event.kind === "task") setStatus(`${event.task}: ${event.done}/${event.total}`);
@@ -260,7 +283,7 @@ function followEvents() {
   };
 }
 
-document.getElementById("render").addEventListener("click", () => fetch("api/render", { method: "POST" }));
+document.getElementById("render").addEventListener("click", () => fetch(api("api/render"), { method: "POST" }));
 document.getElementById("video").addEventListener("timeupdate", () => {
   if (!state || !state.cues) return;
   const v = document.getElementById("video");

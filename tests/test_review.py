@@ -234,3 +234,15 @@ def test_a_podcast_episode_is_reviewed_as_recorded(show, tmp_path):
     refused = client.post("/api/line", json={"scene": 0, "line": 0, "changes": {"text": "x"}, "version": state["version"]})
     assert refused.status_code == 422 and "as it was recorded" in refused.json()["problems"][0]
     assert client.post("/api/render").status_code == 409 and show.read_text() == before
+
+
+def test_delivery_words_are_written_as_the_yaml_shorthand(show):
+    client, _ = _client(show)
+    client.get("/?token=secret")
+    version = client.get("/api/state").json()["version"]
+    done = client.post("/api/line", json={"scene": 0, "line": 1, "changes": {"delivery": "whispering, slowly"},
+                                          "version": version})
+    assert done.status_code == 200
+    assert "      - ben: Thank you, it is good to be here.\n        delivery: whispering, slowly\n" in show.read_text()
+    state = client.get("/api/state").json()
+    assert state["scenes"][0]["lines"][1]["delivery"] == {"rate": 0.8, "whisper": True}

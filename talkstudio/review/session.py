@@ -314,7 +314,7 @@ def _change(document, scene: int, line: int, changes: dict) -> None:
         elif value is None:
             entry.pop(key, None)
         else:
-            entry[key] = value
+            _set_keeping_comments(entry, key, value)
 
 
 def _voice_change(document, cast_id: str, changes: dict) -> int | None:
@@ -348,6 +348,19 @@ def _line_number(document, scene: int, line: int) -> int | None:
         return document["scenes"][scene]["lines"].lc.item(line)[0] + 1
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
+
+
+def _set_keeping_comments(mapping, key: str, value) -> None:
+    """Set a key; a new one goes last, and the comment that followed the old last value (in a list of
+    lines: the comment above the next line) moves after it, where it was."""
+    if key in mapping or not mapping:
+        mapping[key] = value
+        return
+    last = list(mapping)[-1]
+    trailing = getattr(mapping, "ca", None) and mapping.ca.items.pop(last, None)
+    mapping[key] = value
+    if trailing:
+        mapping.ca.items[key] = trailing
 
 
 def _checked(script: Path, text: str, edited: str, at: int | None) -> None:

@@ -213,7 +213,7 @@ function lineEditor(line, s, l, speakers) {
   const problems = document.createElement("div");
   problems.className = "problems";
   for (const field of [who, text, pause, overlap]) field.addEventListener("input", () => row.classList.add("changed"));
-  save.addEventListener("click", () => saveLine(row, line, { who, text, pause, overlap }, problems));
+  save.addEventListener("click", () => saveLine(row, line, { who, text, pause, overlap, delivery }, problems));
   hear.addEventListener("click", () => audition(who.value, text.value, voice.value, delivery.value, problems));
   row.append(who, text, pause, overlap, save, voice, delivery, hear, problems);
   return row;
@@ -236,6 +236,7 @@ async function saveLine(row, line, fields, problems) {
     const before = line[name] ?? "";
     if (value !== String(before)) changes[name] = value === "" ? null : (value.endsWith("%") ? value : Number(value));
   }
+  if (fields.delivery.value.trim()) changes.delivery = fields.delivery.value.trim();  // words, as in the YAML
   if (!Object.keys(changes).length) return;
   const response = await fetch(api("api/line"), {
     method: "POST", headers: { "Content-Type": "application/json" },
@@ -276,7 +277,10 @@ function followEvents() {
       document.body.dataset.renders = String(+(document.body.dataset.renders || 0) + 1);
       await load();
     } else if (event.kind === "render failed") { log(`render failed: ${event.error}`); setStatus("render failed"); }
-    else if (event.kind === "render started") setStatus("rendering");
+    else if (event.kind === "render started") {
+      setStatus("rendering");
+      for (const cell of document.querySelectorAll(".chunk.stale figcaption")) cell.textContent += " (rendering)";
+    }
     else if (event.message) log(event.message);
     else if (event.kind === "edited") log(`line ${event.line + 1} of scene ${event.scene + 1} written`);
     else if (event.kind === "voice edited") log(`${event.cast}'s voice written`);

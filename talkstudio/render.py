@@ -263,8 +263,6 @@ def render_scene_chunks(script: Path, scene_ids: list[str], cache: Cache, report
     screenplay = load_screenplay(script)
     generator = load_generator(screenplay, options, GENERATORS, get_generator)
     seed = options.seed if options.seed is not None else screenplay.video.seed
-    # before any work: a font that has every character of the text
-    font = subtitle_font(screenplay, screenplay_text(screenplay)) if options.burn_subtitles else None
     chosen = {index for index, scene in enumerate(screenplay.scenes) if scene.id in scene_ids}
     stages = [build_stage(screenplay, scene, cache) if index in chosen else None
               for index, scene in enumerate(screenplay.scenes)]

@@ -389,7 +389,7 @@ def _listening_addresses(pids: set[int]) -> list:
 def test_on_ray_a_gpu_backends_units_share_one_process_per_gpu(write_script, tmp_path):
     """A GPU backend's models load once per GPU: Ray keeps the worker process that holds the GPU."""
     ray = pytest.importorskip("ray")
-    from talkstudio.batch.runners import RayPool, Unit, Unit
+    from talkstudio.batch.runners import RayPool, Unit
     from talkstudio.render import RenderOptions
 
     script = write_script("cast: {ana: {voice: ava}}\nscenes:\n  - lines: [{ana: Hello there.}]\n")
@@ -413,7 +413,7 @@ def test_on_ray_a_gpu_backends_units_share_one_process_per_gpu(write_script, tmp
 
 def test_on_ray_a_gpu_backend_needs_a_cluster_with_gpus(tmp_path):
     ray = pytest.importorskip("ray")
-    from talkstudio.batch.runners import RayPool, Unit
+    from talkstudio.batch.runners import RayPool
 
     ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")

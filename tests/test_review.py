@@ -6,8 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 

@@ -47,13 +47,30 @@ class Guard:
         await self.app(scope, receive, send)
 
 
+async def _written(change, *args) -> Response:
+    """An edit's answer: the file's new version, validate's problems (422) or the conflict (409)."""
+    try:
+        return JSONResponse(await asyncio.to_thread(change, *args))
+    except InputError as error:
+        return JSONResponse({"problems": [p.render() for p in error.problems],
+                             "lines": [p.line for p in error.problems]}, status_code=422)
+    except Conflict as conflict:
+        return JSONResponse({"problems": [str(conflict)]}, status_code=409)
+
+
 def make_app(sessions: Session | dict[str, Session], token: str, port: int) -> Starlette:
     """The app for one production, or for a batch's episodes by name (`?episode=NAME` picks one)."""
     sessions = sessions if isinstance(sessions, dict) else {"": sessions}
     first = next(iter(sessions))
 
-    def pick(request: Request) -> Session | None:
-        return sessions.get(request.query_params.get("episode") or first)
+    def per_episode(handler):
+        """The handler gets the session of the episode asked for (`?episode=`; the first by default)."""
+        async def with_session(request: Request) -> Response:
+            session = sessions.get(request.query_params.get("episode") or first)
+            if session is None:
+                return PlainTextResponse("no such episode", status_code=404)
+            return await handler(request, session)
+        return with_session
 
     async def page(request: Request) -> Response:
         response = FileResponse(STATIC / "index.html", media_type="text/html")
@@ -66,49 +83,27 @@ def make_app(sessions: Session | dict[str, Session], token: str, port: int) -> S
             return PlainTextResponse("not found", status_code=404)
         return FileResponse(STATIC / name, media_type=STATIC_FILES[name])
 
-    async def state(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def state(request: Request, session: Session) -> Response:
         found = await asyncio.to_thread(session.state)
         if len(sessions) > 1:
             found["episodes"] = list(sessions)
         return JSONResponse(found)
 
-    async def edit(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def edit(request: Request, session: Session) -> Response:
         body = await request.json()
-        try:
-            done = await asyncio.to_thread(session.edit_line, int(body["scene"]), int(body["line"]),
-                                           dict(body["changes"]), str(body["version"]))
-        except InputError as error:
-            return JSONResponse({"problems": [p.render() for p in error.problems],
-                                 "lines": [p.line for p in error.problems]}, status_code=422)
-        except Conflict as conflict:
-            return JSONResponse({"problems": [str(conflict)]}, status_code=409)
-        return JSONResponse(done)
+        return await _written(session.edit_line, int(body["scene"]), int(body["line"]), dict(body["changes"]),
+                              str(body["version"]))
 
-    async def chunks(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def chunks(request: Request, session: Session) -> Response:
         try:
             return JSONResponse(await asyncio.to_thread(session.chunks))
         except InputError as error:
             return JSONResponse({"problems": [p.render() for p in error.problems]}, status_code=422)
 
-    async def peaks(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def peaks(request: Request, session: Session) -> Response:
         return JSONResponse(await asyncio.to_thread(session.peaks, request.path_params["speaker"]))
 
-    async def audition(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def audition(request: Request, session: Session) -> Response:
         body = await request.json()
         try:
             await asyncio.to_thread(session.audition, str(body["speaker"]), str(body["text"]),
@@ -117,32 +112,15 @@ def make_app(sessions: Session | dict[str, Session], token: str, port: int) -> S
             return JSONResponse({"problems": [p.render() for p in error.problems]}, status_code=422)
         return JSONResponse({"sample": "media/audition.wav"})
 
-    async def voice(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def voice(request: Request, session: Session) -> Response:
         body = await request.json()
-        try:
-            done = await asyncio.to_thread(session.edit_voice, str(body["cast"]), dict(body["changes"]),
-                                           str(body["version"]))
-        except InputError as error:
-            return JSONResponse({"problems": [p.render() for p in error.problems],
-                                 "lines": [p.line for p in error.problems]}, status_code=422)
-        except Conflict as conflict:
-            return JSONResponse({"problems": [str(conflict)]}, status_code=409)
-        return JSONResponse(done)
+        return await _written(session.edit_voice, str(body["cast"]), dict(body["changes"]), str(body["version"]))
 
-    async def render(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def render(request: Request, session: Session) -> Response:
         started = session.render()
         return JSONResponse({"started": started}, status_code=202 if started else 409)
 
-    async def media(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def media(request: Request, session: Session) -> Response:
         kind = request.path_params["kind"]
         files = {"video.mp4": session.target, "subtitles.vtt": session.target.with_suffix(".vtt"),
                  "audition.wav": session.work_dir / "audition.wav"}
@@ -155,10 +133,7 @@ def make_app(sessions: Session | dict[str, Session], token: str, port: int) -> S
             return PlainTextResponse("not found", status_code=404)
         return FileResponse(path)
 
-    async def events(request: Request) -> Response:
-        session = pick(request)
-        if session is None:
-            return PlainTextResponse("no such episode", status_code=404)
+    async def events(request: Request, session: Session) -> Response:
         after = int(request.query_params.get("after", "0"))
 
         async def stream():
@@ -174,10 +149,12 @@ def make_app(sessions: Session | dict[str, Session], token: str, port: int) -> S
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", state),
-              Route("/api/line", edit, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
-              Route("/api/audition", audition, methods=["POST"]), Route("/api/voice", voice, methods=["POST"]),
-              Route("/api/events", events), Route("/api/peaks/{speaker}", peaks),
-              Route("/api/chunks", chunks), Route("/media/{kind}", media)]
+    routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", per_episode(state)),
+              Route("/api/line", per_episode(edit), methods=["POST"]),
+              Route("/api/render", per_episode(render), methods=["POST"]),
+              Route("/api/audition", per_episode(audition), methods=["POST"]),
+              Route("/api/voice", per_episode(voice), methods=["POST"]), Route("/api/events", per_episode(events)),
+              Route("/api/peaks/{speaker}", per_episode(peaks)), Route("/api/chunks", per_episode(chunks)),
+              Route("/media/{kind}", per_episode(media))]
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
     return Starlette(routes=routes, middleware=[Middleware(Guard, token=token, hosts=hosts)])

@@ -167,18 +167,14 @@ class Session:
         if unknown:
             raise InputError(Problem(f"cannot edit {', '.join(sorted(unknown))} here",
                                      hint=f"editable: {', '.join(sorted(EDITABLE))}"))
-        with self._lock:
-            if version != self.version():
-                raise Conflict("the screenplay changed since this page read it (another tab, or an editor)")
-            document, yaml = _round_trip(self.script)
+        def change(document) -> int | None:
             at = _line_number(document, scene, line)
             _change(document, scene, line, changes)
-            text = io.StringIO()
-            yaml.dump(document, text)
-            _checked(self.script, text.getvalue(), f"scenes[{scene}].lines[{line}]", at)
-            _replace(self.script, text.getvalue())
+            return at
+
+        done = self._rewrite(version, change, f"scenes[{scene}].lines[{line}]")
         self.publish("edited", scene=scene, line=line, changes=changes)
-        return {"version": self.version()}
+        return done
 
     def edit_voice(self, cast_id: str, changes: dict, version: str) -> dict:
         """Write voice settings of one character (id, rate, pitch...) into the screenplay, as `edit_line`."""
@@ -187,16 +183,22 @@ class Session:
         if unknown:
             raise InputError(Problem(f"cannot set {', '.join(sorted(unknown))} here",
                                      hint=f"voice settings: {', '.join(sorted(VOICE_EDITABLE))}"))
+        done = self._rewrite(version, lambda document: _voice_change(document, cast_id, changes), f"cast.{cast_id}.voice")
+        self.publish("voice edited", cast=cast_id, changes=changes)
+        return done
+
+    def _rewrite(self, version: str, change, edited: str) -> dict:
+        """Apply `change` (document -> the file line of what it changed) to the screenplay, round trip,
+        and write it when it loads; only onto the `version` the page read."""
         with self._lock:
             if version != self.version():
                 raise Conflict("the screenplay changed since this page read it (another tab, or an editor)")
             document, yaml = _round_trip(self.script)
-            at = _voice_change(document, cast_id, changes)
+            at = change(document)
             text = io.StringIO()
             yaml.dump(document, text)
-            _checked(self.script, text.getvalue(), f"cast.{cast_id}.voice", at)
+            _checked(self.script, text.getvalue(), edited, at)
             _replace(self.script, text.getvalue())
-        self.publish("voice edited", cast=cast_id, changes=changes)
         return {"version": self.version()}
 
     def _refuse_if_read_only(self) -> None:

@@ -244,3 +244,35 @@ def test_delivery_words_are_written_as_the_yaml_shorthand(show):
     assert "      - ben: Thank you, it is good to be here.\n        delivery: whispering, slowly\n" in show.read_text()
     state = client.get("/api/state").json()
     assert state["scenes"][0]["lines"][1]["delivery"] == {"rate": 0.8, "whisper": True}
+
+
+def test_renders_asked_for_during_a_render_are_queued_not_lost(show, monkeypatch):
+    import threading
+
+    from talkstudio import render as render_module
+
+    client, session = _client(show)
+    client.get("/?token=secret")
+    gate, calls = threading.Event(), []
+
+    def slow_render(*args, **kwargs):  # a GPU backend's pace: the page must stay responsive meanwhile
+        calls.append(time_now())
+        gate.wait(10)
+        raise render_module.InputError(render_module.Problem("stopped here"))
+
+    def time_now():
+        import time
+
+        return time.monotonic()
+
+    monkeypatch.setattr(render_module, "render_video", slow_render)
+    assert client.post("/api/render").json() == {"render": "started"}
+    assert client.get("/api/state").status_code == 200  # responsive during the render
+    assert client.post("/api/render").json() == {"render": "queued"}
+    assert client.post("/api/render").json() == {"render": "queued"}  # one more render covers both
+    gate.set()
+    deadline = time_now() + 10
+    while (session.rendering or len(calls) < 2) and time_now() < deadline:
+        gate.set()
+        threading.Event().wait(0.05)
+    assert len(calls) == 2 and not session.queued

@@ -117,8 +117,8 @@ def make_app(sessions: Session | dict[str, Session], token: str, port: int) -> S
         return await _written(session.edit_voice, str(body["cast"]), dict(body["changes"]), str(body["version"]))
 
     async def render(request: Request, session: Session) -> Response:
-        started = session.render()
-        return JSONResponse({"started": started}, status_code=202 if started else 409)
+        answer = session.render()
+        return JSONResponse({"render": answer}, status_code=409 if answer == "refused" else 202)
 
     async def media(request: Request, session: Session) -> Response:
         kind = request.path_params["kind"]

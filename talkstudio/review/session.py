@@ -39,6 +39,7 @@ class Session:
     rendering: bool = False
     last: dict = field(default_factory=dict)  # the last render's result
     read_only: bool = False  # a podcast episode: its audio is recorded, its lines come from the transcript
+    queued: bool = False  # edits came in during a render: one more render follows it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -206,16 +207,22 @@ class Session:
             raise InputError(Problem("a podcast episode is reviewed as it was recorded: nothing here is edited",
                                      hint="change the transcript or the cast file and run talkstudio podcast again"))
 
-    def render(self, options=None) -> bool:
-        """Start a render in the background; False when one is running (or the episode is recorded)."""
+    def render(self, options=None) -> str:
+        """Start a render in the background: "started"; "queued" when one is running (another follows it,
+        for everything edited meanwhile); "refused" for a recorded episode."""
         if self.read_only:
-            return False
+            return "refused"
         with self._lock:
-            if self.rendering:
-                return False
-            self.rendering = True
+            queued = self.rendering
+            if queued:
+                self.queued = True
+            else:
+                self.rendering = True
+        if queued:
+            self.publish("render queued")
+            return "queued"
         threading.Thread(target=self._render, args=(options,), daemon=True, name="review-render").start()
-        return True
+        return "started"
 
     def _render(self, options) -> None:
         from talkstudio.render import RenderOptions, render_video
@@ -233,7 +240,11 @@ class Session:
             self.last = {"error": f"{type(error).__name__}: {error}"}
             self.publish("render failed", error=self.last["error"])
         finally:
-            self.rendering = False
+            with self._lock:
+                again, self.queued = self.queued, False
+                self.rendering = again
+            if again:  # what was edited while this one ran
+                threading.Thread(target=self._render, args=(options,), daemon=True, name="review-render").start()
 
 
 class EventReporter(Reporter):

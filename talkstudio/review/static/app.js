@@ -277,6 +277,7 @@ function followEvents() {
       document.body.dataset.renders = String(+(document.body.dataset.renders || 0) + 1);
       await load();
     } else if (event.kind === "render failed") { log(`render failed: ${event.error}`); setStatus("render failed"); }
+    else if (event.kind === "render queued") { setStatus("rendering; another render queued"); log("queued: renders after the one running"); }
     else if (event.kind === "render started") {
       setStatus("rendering");
       for (const cell of document.querySelectorAll(".chunk.stale figcaption")) cell.textContent += " (rendering)";

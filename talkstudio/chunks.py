@@ -30,33 +30,46 @@ CHUNK_FORMAT = 1
 
 @dataclass
 class PlannedChunk:
-    """One chunk of the plan: where it lies, what it hears, and its cache key (known before rendering)."""
+    """One chunk of the plan: where it lies, where what it hears begins, and its cache key (known before
+    rendering). The voices themselves are cut again only for a chunk that is rendered: a plan of a
+    long scene holds no audio."""
 
     scene: int  # index of the scene
     span: ChunkSpan
     key: str
-    window: dict  # the voices it hears, from `first` on
-    phonemes: dict
-    first: int  # scene frame where `window` begins
+    first: int  # scene frame where the voices it hears begin
     audio_key: str
-    track: dict | None = None
-    track_frames: int = 0
-    track_key: str = ""
+
+
+@dataclass
+class _Hearing:
+    """What a scene's chunks hear: its on-stage voices' phonemes, and for whole-track backends the tracks."""
+
+    names: list[str]
+    phonemes: dict
+    track: dict | None
+    track_frames: int
+    track_key: str
 
 
 def plan_chunks(screenplay, timeline, stages, info, version: str, frame_num: int | None = None, seed: int = 0,
                 scenes: set[int] | None = None) -> list[list[PlannedChunk]]:
     """Every scene's chunks with their cache keys (empty for scenes not asked for): what a render would
     find in the cache or make, without making anything."""
+    return [planned for _, planned in _planned_scenes(screenplay, timeline, stages, info, version, frame_num, seed,
+                                                      scenes)]
+
+
+def _planned_scenes(screenplay, timeline, stages, info, version: str, frame_num: int | None, seed: int,
+                    scenes: set[int] | None):
+    """(what the scene's chunks hear, its planned chunks), scene by scene: one scene's audio at a time."""
     colour = info.colour_match if screenplay.video.colour_match is None else screenplay.video.colour_match
-    plans = []
     for index, (scene, stage, spans) in enumerate(zip(screenplay.scenes, stages,
                                                       scene_plans(screenplay, timeline, info, frame_num))):
         if scenes is not None and index not in scenes:
-            plans.append([])
+            yield None, []
             continue
-        phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
-        track, track_frames, track_key = _scene_track(timeline, index, list(stage.faces), info.whole_track)
+        hearing = _hearing(timeline, index, stage, info)
         base = {
             "format": CHUNK_FORMAT, "backend": info.name, "version": version,
             "size": list(screenplay.video.size), "fps": timeline.fps, "rate": timeline.rate,
@@ -65,18 +78,29 @@ def plan_chunks(screenplay, timeline, stages, info, version: str, frame_num: int
         }
         planned, previous_key = [], None
         for span in spans:
-            first = max(span.start - round(info.audio_context_s * timeline.fps), 0)
-            end = span.start + span.frame_num + round(info.audio_context_s * timeline.fps)
-            window, window_phonemes = _window(timeline, index, list(stage.faces), phonemes, first, end)
+            window, window_phonemes, first = _chunk_voices(timeline, index, hearing, span, info)
             audio_key = audio_digest(window, window_phonemes)
             key = content_key({**base, "span": [span.start, span.frame_num, span.keep_from, span.keep_to],
                                "audio": audio_key, "audio_start": first, "last": span is spans[-1],
-                               "continues": previous_key, **({"track": track_key} if track_key else {})})
-            planned.append(PlannedChunk(index, span, key, window, window_phonemes, first, audio_key, track,
-                                        track_frames, track_key))
+                               "continues": previous_key,
+                               **({"track": hearing.track_key} if hearing.track_key else {})})
+            planned.append(PlannedChunk(index, span, key, first, audio_key))
             previous_key = key
-        plans.append(planned)
-    return plans
+        yield hearing, planned
+
+
+def _hearing(timeline, index: int, stage, info) -> _Hearing:
+    names = list(stage.faces)
+    phonemes = {name: p for name, p in timeline.scene_phonemes(index).items() if name in stage.faces}
+    return _Hearing(names, phonemes, *_scene_track(timeline, index, names, info.whole_track))
+
+
+def _chunk_voices(timeline, index: int, hearing: _Hearing, span: ChunkSpan, info):
+    """The voices and phonemes a chunk hears (its window with the audio context around it), and where they begin."""
+    first = max(span.start - round(info.audio_context_s * timeline.fps), 0)
+    end = span.start + span.frame_num + round(info.audio_context_s * timeline.fps)
+    window, window_phonemes = _window(timeline, index, hearing.names, hearing.phonemes, first, end)
+    return window, window_phonemes, first
 
 
 def chunk_cached(cache: Cache, chunk: PlannedChunk, chained: bool) -> bool:
@@ -90,13 +114,15 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
     """The partial movie files in order, and how many had to be rendered; only those of the `scenes`
     (indices) when given."""
     info = generator.info
-    plans = plan_chunks(screenplay, timeline, stages, info, generator.version(), frame_num, seed, scenes)
+    total = sum(len(spans) for index, spans in enumerate(scene_plans(screenplay, timeline, info, frame_num))
+                if scenes is None or index in scenes)
     encoder = EncoderPool(timeline.fps, screenplay.video.size)
     partials: list[Path] = []
     rendered = 0
     colour = info.colour_match if screenplay.video.colour_match is None else screenplay.video.colour_match
-    with reporter.task("chunks", sum(len(p) for p in plans)) as advance:
-        for index, (scene, stage, planned) in enumerate(zip(screenplay.scenes, stages, plans)):
+    scene_by_scene = _planned_scenes(screenplay, timeline, stages, info, generator.version(), frame_num, seed, scenes)
+    with reporter.task("chunks", total) as advance:
+        for scene, stage, (hearing, planned) in zip(screenplay.scenes, stages, scene_by_scene):
             previous_tail = None
             for chunk in planned:
                 span, last = chunk.span, chunk is planned[-1]
@@ -105,10 +131,11 @@ def render_chunks(screenplay, timeline, stages, generator: Generator, cache: Cac
                 if chunk_cached(cache, chunk, info.chained):
                     tail = np.load(tail_path) if info.chained else None
                 else:
-                    request = ChunkRequest(stage, chunk.window, timeline.rate, chunk.phonemes, timeline.fps,
+                    window, window_phonemes, _ = _chunk_voices(timeline, chunk.scene, hearing, span, info)
+                    request = ChunkRequest(stage, window, timeline.rate, window_phonemes, timeline.fps,
                                            span.start, span.frame_num, chunk.first, scene.prompt or "", seed,
-                                           previous_tail, chunk.audio_key, chunk.track, chunk.track_frames,
-                                           chunk.track_key)
+                                           previous_tail, chunk.audio_key, hearing.track, hearing.track_frames,
+                                           hearing.track_key)
                     if not info.chained and isinstance(generator, StreamingGenerator):
                         encoder.finish(_stream(generator, request, span, path, timeline.fps, screenplay.video.size))
                         tail = None

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pysubs2
-
 from talkstudio.subtitles.rules import Rules
 from talkstudio.subtitles.segment import Event, Part, Token, flattened
 
@@ -41,6 +39,8 @@ class Layout:
 
 
 def to_srt(events: list[Event], layout: Layout) -> str:
+    import pysubs2  # here, not at import: the screenplay's checks load this package on every command
+
     subs = pysubs2.SSAFile()
     coloured = len(layout.speakers) > 1
     for event in flattened(events, layout.rules):
@@ -53,6 +53,8 @@ def to_srt(events: list[Event], layout: Layout) -> str:
 
 
 def to_vtt(events: list[Event], layout: Layout) -> str:
+    import pysubs2
+
     subs = pysubs2.SSAFile()
     for event in events:
         parts = [f"<v {_vtt_escape(part.name)}><c.{_css_class(part.speaker)}>{_vtt_part(part, event, layout.rules)}</c></v>"
@@ -64,6 +66,8 @@ def to_vtt(events: list[Event], layout: Layout) -> str:
 
 
 def to_ass(events: list[Event], layout: Layout) -> str:
+    import pysubs2
+
     subs = pysubs2.SSAFile()
     width, height = layout.size
     style = layout.rules.captions
@@ -90,7 +94,9 @@ def to_ass(events: list[Event], layout: Layout) -> str:
     return subs.to_string("ass")
 
 
-def _event(event: Event, text: str, **fields) -> pysubs2.SSAEvent:
+def _event(event: Event, text: str, **fields):
+    import pysubs2
+
     return pysubs2.SSAEvent(start=round(event.start * 1000), end=round(event.end * 1000), text=text, **fields)
 
 
@@ -197,7 +203,9 @@ def _ass_escape(text: str) -> str:
     return _plain(text).replace("\\", "\\\\")
 
 
-def _colour(hex_colour: str) -> pysubs2.Color:
+def _colour(hex_colour: str):
+    import pysubs2
+
     return pysubs2.Color(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
 
 

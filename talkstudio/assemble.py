@@ -238,12 +238,9 @@ def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target
         maps += ["-map", "2:s"]
         codecs += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
     if burn is not None:
-        # the filter reads a copy under a plain name in the work folder, run from there: any path
-        # (quotes, colons, commas) then reaches libass without filter-graph escaping
         cwd = Path(work_dir or target.parent)
-        shutil.copyfile(burn.ass, cwd / BURN_ASS)
-        env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(cwd, burn.font_folders).resolve())}
-        codecs = [*VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={BURN_ASS}", *codecs[2:]]
+        env, drawn = _burning(burn, cwd)
+        codecs = [*drawn, *codecs[2:]]
     try:
         _run([*inputs, *maps, *codecs, "-movflags", "+faststart", "-f", "mp4", str(temp.resolve())], env=env, cwd=cwd)
         _flush(temp)
@@ -257,14 +254,22 @@ def assemble(partials: list[Path], mix: Path, subtitles_srt: Path | None, target
 def burn_in(picture: Path, burn: Burn, work_dir: Path) -> None:
     """Draw the subtitles into a video file that has only a picture, in place."""
     temp = picture.with_name(f"{temp_prefix(picture)}burned.part")
-    shutil.copyfile(burn.ass, work_dir / BURN_ASS)
-    env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(work_dir, burn.font_folders).resolve())}
+    env, drawn = _burning(burn, work_dir)
     try:
-        _run(["-i", str(picture.resolve()), *VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={BURN_ASS}",
-              "-f", "mp4", str(temp.resolve())], env=env, cwd=work_dir)
+        _run(["-i", str(picture.resolve()), *drawn, "-f", "mp4", str(temp.resolve())], env=env, cwd=work_dir)
         os.replace(temp, picture)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _burning(burn: Burn, work_dir: Path) -> tuple[dict, list[str]]:
+    """ffmpeg's environment and video arguments to draw `burn` with libass, run from `work_dir`.
+
+    The filter reads a copy under a plain name in the work folder: any path (quotes, colons, commas)
+    then reaches libass without filter-graph escaping; a fontconfig file names the font folders."""
+    shutil.copyfile(burn.ass, work_dir / BURN_ASS)
+    env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig_file(work_dir, burn.font_folders).resolve())}
+    return env, [*VIDEO_CODEC_ARGS, "-vf", f"subtitles=filename={BURN_ASS}"]
 
 
 def _concat_escape(path: Path) -> str:

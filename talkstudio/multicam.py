@@ -794,8 +794,8 @@ def _reframed_captions(video: Path, programme: Programme, settings: EditSettings
     cues = json.loads((work_folder(video) / "cues.json").read_text())
     if not cues.get("cues") or "subtitles" not in cues:
         return None
-    height = video_size(video)[1]
-    width = reframed_width(video_size(video), settings.aspect)
+    size = video_size(video)
+    height, width = size[1], reframed_width(size, settings.aspect)
     rules = rules_from(cues["subtitles"], cues["language"], programme.fps)
     # as many characters a line as fit the narrower picture at the same size of letters
     rules = replace(rules, captions=settings.captions or "pop",

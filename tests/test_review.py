@@ -44,19 +44,34 @@ def show(tmp_path):
     return tmp_path / "show.yaml"
 
 
-def _client(show, token="secret", port=8123):
-    from starlette.testclient import TestClient
-
+def _client(show, target=None, read_only=False, signed_in=True):
+    """A client of the review app for `show` (rendered to `target`), signed in unless asked not to."""
     from talkstudio.cache import Cache
-    from talkstudio.review.app import make_app
     from talkstudio.review.session import Session
 
-    session = Session(show, show.with_suffix(".mp4"), Cache(show.parent / "cache"))
-    return TestClient(make_app(session, token, port), base_url=f"http://127.0.0.1:{port}"), session
+    session = Session(show, target or show.with_suffix(".mp4"), Cache(show.parent / "cache"), read_only=read_only)
+    return _app_client(session, signed_in), session
+
+
+def _app_client(sessions, signed_in=True):
+    from starlette.testclient import TestClient
+
+    from talkstudio.review.app import make_app
+
+    client = TestClient(make_app(sessions, "secret", 8123), base_url="http://127.0.0.1:8123")
+    if signed_in:
+        assert client.get("/?token=secret").status_code == 200  # the page, and its cookie
+    return client
+
+
+def _edit_line(client, scene, line, changes, version=None):
+    """Post an edit of one line, onto the file's current version unless another is given."""
+    version = version or client.get("/api/state").json()["version"]
+    return client.post("/api/line", json={"scene": scene, "line": line, "changes": changes, "version": version})
 
 
 def test_every_request_needs_the_token_and_this_servers_host(show):
-    client, _ = _client(show)
+    client, _ = _client(show, signed_in=False)
     assert client.get("/api/state").status_code == 403  # no token
     assert client.get("/?token=wrong").status_code == 403
     assert client.get("/?token=secret").status_code == 200  # the page, and its cookie
@@ -67,7 +82,6 @@ def test_every_request_needs_the_token_and_this_servers_host(show):
 
 def test_only_the_renders_own_files_are_served(show):
     client, _ = _client(show)
-    client.get("/?token=secret")
     for asked in ("/media/..%2Fshow.yaml", "/media/show.yaml", "/media/track-..%2F..%2Fshow.yaml",
                   "/static/..%2Fapp.py", "/static/session.py"):
         assert client.get(asked).status_code == 404, asked
@@ -76,21 +90,17 @@ def test_only_the_renders_own_files_are_served(show):
 
 def test_an_edit_is_written_back_keeping_the_files_comments_and_layout(show):
     client, session = _client(show)
-    client.get("/?token=secret")
     version = client.get("/api/state").json()["version"]
-    answer = client.post("/api/line", json={"scene": 0, "line": 2, "changes": {"text": "Let us start."},
-                                            "version": version})
+    answer = _edit_line(client, 0, 2, {"text": "Let us start."}, version)
     assert answer.status_code == 200
     assert show.read_text() == SHOW.replace("Let us begin.", "Let us start.")  # nothing else moved
-    stale = client.post("/api/line", json={"scene": 0, "line": 2, "changes": {"text": "x"}, "version": version})
+    stale = _edit_line(client, 0, 2, {"text": "x"}, version)
     assert stale.status_code == 409 and "changed since" in stale.json()["problems"][0]  # the other tab's edit
-    bad = client.post("/api/line", json={"scene": 0, "line": 2, "changes": {"pause": -3},
-                                         "version": answer.json()["version"]})
+    bad = _edit_line(client, 0, 2, {"pause": -3}, answer.json()["version"])
     assert bad.status_code == 422 and bad.json()["lines"] == [13] and "pause" in bad.json()["problems"][0]
     assert "show.yaml:13:" in bad.json()["problems"][0]  # at the line as the file has it
     assert "Let us start." in show.read_text() and "-3" not in show.read_text()  # refused: the file as it was
-    moved = client.post("/api/line", json={"scene": 0, "line": 0, "changes": {"speaker": "ben"},
-                                           "version": answer.json()["version"]})
+    moved = _edit_line(client, 0, 0, {"speaker": "ben"}, answer.json()["version"])
     assert moved.status_code == 200 and "      - ben: Good morning" in show.read_text()
 
 
@@ -163,7 +173,6 @@ def test_a_line_is_auditioned_with_another_voice_before_it_is_kept(show):
     from scipy.io import wavfile
 
     client, session = _client(show)
-    client.get("/?token=secret")
     before = show.read_text()
     heard = client.post("/api/audition", json={"speaker": "ana", "text": "Let us begin.", "voice": {"id": "dan"},
                                                "delivery": "whispering"})
@@ -178,7 +187,6 @@ def test_a_line_is_auditioned_with_another_voice_before_it_is_kept(show):
 
 def test_a_characters_voice_is_set_from_the_page(show):
     client, _ = _client(show)
-    client.get("/?token=secret")
     version = client.get("/api/state").json()["version"]
     done = client.post("/api/voice", json={"cast": "ben", "changes": {"rate": 1.2, "pitch": -2}, "version": version})
     assert done.status_code == 200
@@ -192,20 +200,15 @@ def test_a_characters_voice_is_set_from_the_page(show):
 
 
 def test_a_batch_folder_makes_every_episode_reviewable(show, tmp_path):
-    from starlette.testclient import TestClient
-
     from talkstudio.cache import Cache
     from talkstudio.review import batch_sessions
-    from talkstudio.review.app import make_app
 
     other = tmp_path / "other.yaml"
     other.write_text(SHOW.replace("Review test", "Other episode"))
     report = {"episodes": [{"episode": "first", "screenplay": str(show), "status": "rendered"},
                            {"episode": "second", "screenplay": str(other), "status": "rendered"}]}
     (tmp_path / "batch-report.json").write_text(json.dumps(report))
-    client = TestClient(make_app(batch_sessions(tmp_path, Cache(tmp_path / "cache")), "secret", 8123),
-                        base_url="http://127.0.0.1:8123")
-    client.get("/?token=secret")
+    client = _app_client(batch_sessions(tmp_path, Cache(tmp_path / "cache")))
     first = client.get("/api/state").json()
     assert first["episodes"] == ["first", "second"] and first["script"] == "show.yaml"
     assert client.get("/api/state?episode=second").json()["script"] == "other.yaml"
@@ -213,33 +216,22 @@ def test_a_batch_folder_makes_every_episode_reviewable(show, tmp_path):
 
 
 def test_a_podcast_episode_is_reviewed_as_recorded(show, tmp_path):
-    from starlette.testclient import TestClient
-
-    from talkstudio.cache import Cache
-    from talkstudio.review.app import make_app
-    from talkstudio.review.session import Session
-
     video = tmp_path / "episode.mp4"
     assert run_cli("render", show, "-o", video, "--cache", tmp_path / "cache", "-q").returncode == 0
-    session = Session(show, video, Cache(tmp_path / "cache"), read_only=True)
-    client = TestClient(make_app(session, "secret", 8123), base_url="http://127.0.0.1:8123")
-    client.get("/?token=secret")
+    client, _ = _client(show, target=video, read_only=True)
     state = client.get("/api/state").json()
     cues = json.loads((tmp_path / "episode" / "cues.json").read_text())["cues"]
     assert state["read_only"] and [line["text"] for scene in state["scenes"] for line in scene["lines"]] == \
         [c["text"] for c in cues]
     before = show.read_text()
-    refused = client.post("/api/line", json={"scene": 0, "line": 0, "changes": {"text": "x"}, "version": state["version"]})
+    refused = _edit_line(client, 0, 0, {"text": "x"}, state["version"])
     assert refused.status_code == 422 and "as it was recorded" in refused.json()["problems"][0]
     assert client.post("/api/render").status_code == 409 and show.read_text() == before
 
 
 def test_delivery_words_are_written_as_the_yaml_shorthand(show):
     client, _ = _client(show)
-    client.get("/?token=secret")
-    version = client.get("/api/state").json()["version"]
-    done = client.post("/api/line", json={"scene": 0, "line": 1, "changes": {"delivery": "whispering, slowly"},
-                                          "version": version})
+    done = _edit_line(client, 0, 1, {"delivery": "whispering, slowly"})
     assert done.status_code == 200
     assert "      - ben: Thank you, it is good to be here.\n        delivery: whispering, slowly\n" in show.read_text()
     state = client.get("/api/state").json()
@@ -252,7 +244,6 @@ def test_renders_asked_for_during_a_render_are_queued_not_lost(show, monkeypatch
     from talkstudio import render as render_module
 
     client, session = _client(show)
-    client.get("/?token=secret")
     gate, calls = threading.Event(), []
 
     def slow_render(*args, **kwargs):  # a GPU backend's pace: the page must stay responsive meanwhile

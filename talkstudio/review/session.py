@@ -70,11 +70,14 @@ class Session:
         except InputError as error:
             scenes, cast = [], {}
             problems = [p.render() for p in error.problems]
-        cues_file = self.work_dir / "cues.json"
-        cues = json.loads(cues_file.read_text()) if cues_file.is_file() else None
         return {"script": self.script.name, "version": self.version(), "scenes": scenes, "cast": cast,
-                "problems": problems, "cues": cues, "video": self.target.is_file(),
+                "problems": problems, "cues": self.cues(), "video": self.target.is_file(),
                 "rendering": self.rendering, "last": self.last, "events": len(self.events)}
+
+    def cues(self) -> dict | None:
+        """The render's cues.json, once there is one."""
+        found = self.work_dir / "cues.json"
+        return json.loads(found.read_text()) if found.is_file() else None
 
     def chunks(self) -> list[dict]:
         """Every chunk of the production as the screenplay now stands: where it lies, whether the cache
@@ -148,8 +151,7 @@ class Session:
 
     def _recorded_state(self) -> dict:
         """A podcast episode as the page shows it: its cues and transcript as they were rendered."""
-        cues_file = self.work_dir / "cues.json"
-        cues = json.loads(cues_file.read_text()) if cues_file.is_file() else None
+        cues = self.cues()
         names = {s["id"]: s["name"] for s in (cues or {}).get("speakers", [])}
         scenes = [{"id": scene["id"], "lines": [{"speaker": c["speaker"], "text": c["text"], "where": c.get("source", "")}
                                                 for c in cues["cues"] if c["scene"] == scene["id"]]}

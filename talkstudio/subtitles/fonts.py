@@ -101,27 +101,32 @@ def _matplotlib_fonts() -> list[Path]:
     return sorted((Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf").glob("*.ttf"))
 
 
-@lru_cache(maxsize=256)
 def _characters(path: str) -> frozenset[int]:
-    from fontTools.ttLib import TTFont, TTLibError
+    return _read(path)[1]
 
-    try:
-        with TTFont(path, fontNumber=0, lazy=True) as font:
-            return frozenset(font.getBestCmap() or {})
-    except (TTLibError, OSError, ValueError, AssertionError, KeyError):
-        return frozenset()
+
+def _family(path: str) -> str:
+    return _read(path)[0]
 
 
 @lru_cache(maxsize=256)
-def _family(path: str) -> str:
+def _read(path: str) -> tuple[str, frozenset[int]]:
+    """A font file's family name and the characters it has (one read of its name and cmap tables);
+    an unreadable file has no characters."""
     from fontTools.ttLib import TTFont, TTLibError
 
+    broken = (TTLibError, OSError, ValueError, AssertionError, KeyError)
+    family, characters = Path(path).stem, frozenset()
     try:
         with TTFont(path, fontNumber=0, lazy=True) as font:
-            name = font["name"]
-            return str(name.getBestFamilyName() or Path(path).stem)
-    except (TTLibError, OSError, ValueError, AssertionError, KeyError):
-        return Path(path).stem
+            try:
+                family = str(font["name"].getBestFamilyName() or family)
+            except broken:
+                pass  # a damaged name table: the file's name stands in
+            characters = frozenset(font.getBestCmap() or {})
+    except broken:
+        pass
+    return family, characters
 
 
 def _union(paths: tuple[Path, ...]) -> frozenset[int]:

@@ -81,10 +81,6 @@ class Event:
     def speakers(self) -> list[str]:
         return [part.speaker for part in self.parts]
 
-    def line_spans(self) -> list[tuple[float, float]]:
-        """When each line of each part is said (its first word's start, its last word's end)."""
-        return [span for part in self.parts for span in part.line_spans()]
-
     @property
     def characters(self) -> int:
         return sum(len(" ".join(part.lines)) for part in self.parts)

@@ -379,3 +379,17 @@ def test_the_same_words_said_together_are_shown_once_with_both_names():
     salt = [e for e in events if "Salt!" in _text(e)]
     assert len(salt) == 1 and len(salt[0].parts) == 1
     assert salt[0].parts[0].label and salt[0].parts[0].name in ("Ana & Ben", "Ben & Ana")
+
+
+def test_a_left_to_right_line_in_a_right_to_left_script_keeps_its_direction():
+    rules = Rules("he", 42, 2, 17.0, 5 / 6, 7.0, 2 / FPS, 12 / FPS, names="always")
+    doc = _doc([_cue("שלום, זה מבחן.", 0.0), _cue("And this is the answer.", 2.0, speaker="ben")],
+               names={"ana": "אנה", "ben": "Ben"})
+    events = events_of(doc, rules)
+    for text in (to_srt(events, _layout(doc, rules)), to_vtt(events, _layout(doc, rules)),
+                 to_ass(events, _layout(doc, rules))):
+        lines = [line for e in pysubs2.SSAFile.from_string(text).events for line in e.plaintext.splitlines()]
+        hebrew = [line for line in lines if "שלום" in line]
+        english = [line for line in lines if "answer" in line]
+        assert hebrew and all(line.startswith("\u200f") for line in hebrew)
+        assert english and not any("\u200f" in line for line in english)  # no mark turning it right to left

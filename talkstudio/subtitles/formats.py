@@ -15,7 +15,7 @@ from talkstudio.subtitles.rules import Rules
 from talkstudio.subtitles.segment import Event, Part, Token, flattened
 
 COLOURS = ["#ffffff", "#ffe066", "#7fdbff", "#ff9f80", "#b8f28c", "#f5a3ff", "#ffc04d", "#9fb8ff"]
-RIGHT_TO_LEFT_MARK = "\u200f"  # starts each line of a right-to-left script, so players lay it out right to left
+RIGHT_TO_LEFT_MARK = "\u200f"  # starts each right-to-left line, so players lay it out right to left
 UNLIT = "#9a9a9a"  # karaoke: words not yet said
 FONT_SCALE = {"plain": 0.055, "karaoke": 0.065, "pop": 0.085}  # font size by caption style, of the picture height
 MARGIN_SCALE = {"plain": 0.05, "karaoke": 0.08, "pop": 0.18}  # bottom margin: social captions sit higher
@@ -105,7 +105,20 @@ def _lines(part: Part, event: Event, rules: Rules, bold: str, escape) -> list[st
     the name label on the first line."""
     lines = [escape(line) for line in part.lines]
     lines[0] = _lead(part, event, rules, bold, escape) + lines[0]
-    return [RIGHT_TO_LEFT_MARK + line for line in lines] if rules.right_to_left else lines
+    return [_direction_mark(part, rules) + line for line in lines]
+
+
+def _direction_mark(part: Part, rules: Rules) -> str:
+    """A right-to-left mark for the part's lines when they are right to left: its text starts so, in a
+    script written so. A Latin name label before it would otherwise turn the line left to right, and an
+    English line in a Hebrew script keeps its own direction."""
+    import unicodedata
+
+    if not rules.right_to_left:
+        return ""
+    strong = next((unicodedata.bidirectional(c) for line in part.lines for c in line
+                   if unicodedata.bidirectional(c) in ("L", "R", "AL")), "L")
+    return RIGHT_TO_LEFT_MARK if strong in ("R", "AL") else ""
 
 
 def _lead(part: Part, event: Event, rules: Rules, bold: str, escape) -> str:
@@ -132,8 +145,7 @@ def _vtt_part(part: Part, event: Event, rules: Rules) -> str:
     for i, token in enumerate(part.tokens):
         stamp = f"<{timestamp(min(max(token.start, event.start), event.end))}>" if i else ""
         words.append((" " if token.spaced and i else "") + stamp + _vtt_escape(token.text))
-    mark = RIGHT_TO_LEFT_MARK if rules.right_to_left else ""
-    return mark + _lead(part, event, rules, "<b>{}</b>", _vtt_escape) + "".join(words)
+    return _direction_mark(part, rules) + _lead(part, event, rules, "<b>{}</b>", _vtt_escape) + "".join(words)
 
 
 def _vtt_escape(text: str) -> str:
@@ -167,8 +179,8 @@ def _ass_part(part: Part, event: Event, layout: Layout, recoloured: bool) -> str
     bold = "{{\\b1}}{}{{\\b0}}"
     if layout.rules.captions != "karaoke":
         return colour + "\\N".join(_lines(part, event, layout.rules, bold, _ass_escape))
-    mark = RIGHT_TO_LEFT_MARK if layout.rules.right_to_left else ""
-    return colour + mark + _lead(part, event, layout.rules, bold, _ass_escape) + _karaoke(part.tokens, event)
+    return (colour + _direction_mark(part, layout.rules) + _lead(part, event, layout.rules, bold, _ass_escape)
+            + _karaoke(part.tokens, event))
 
 
 def _karaoke(tokens: list[Token], event: Event) -> str:

@@ -5,6 +5,7 @@
     DIR/Wan2.1-Fun-V1.1-1.3B-InP/Wan2.1_VAE.pth                     original Wan VAE keys, 16 latent channels
     DIR/Wan2.1-Fun-V1.1-1.3B-InP/models_clip_...-vit-huge-14.pth     original open-clip `visual.` keys
     DIR/wav2vec2-base-960h/                                          transformers save_pretrained folder
+                                                                     + preprocessor_config.json
     DIR/AnyTalker/1_3B-single-v1.pth + config_af2v_1_3B.json        the DiT under the checkpoint's key names
 
 The networks are narrow, but their interfaces keep the real widths where the DiT fixes them (CLIP
@@ -43,12 +44,18 @@ def tiny_configs(monkeypatch) -> None:
         temperal_downsample=original["temperal_downsample"], dropout=original["dropout"]))
 
 
-def build_tiny_layout(root: Path) -> Path:
+def build_tiny_layout(root: Path, **dit_config) -> Path:
+    """The folder under `root`; `dit_config` overrides entries of the DiT's config JSON (e.g. text_len)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
     write_wan_encoders(root / FUN)
     wav2vec().save_pretrained(root / "wav2vec2-base-960h")
+    # wav2vec2-base-960h's preprocessor_config.json (the original builds its feature extractor from it)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=False).save_pretrained(root / "wav2vec2-base-960h")
     (root / "AnyTalker").mkdir()
     (root / "AnyTalker" / "config_af2v_1_3B.json").write_text(json.dumps({**CONFIG, "model_type": "a2v_af",
-                                                                          "in_dim": 36}))
+                                                                          "in_dim": 36, **dit_config}))
     torch.save({"model": seeded_model().state_dict()}, root / "AnyTalker" / "1_3B-single-v1.pth")
     return root
 

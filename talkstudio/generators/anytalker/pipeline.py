@@ -11,6 +11,14 @@ MultiTalk does), and both CFG passes run as one batched forward.
        the 4-channel mask (known frames, then the union of the faces)
     3. denoising loop: UniPC on the original's schedule, one guide scale
     4. decode
+
+`generate` runs them all; `denoise` (1-3, from given noise if wanted) and `decode` (4, float
+frames) let a test follow one window against the original (tests/test_anytalker_window_parity.py).
+
+The picture: talkstudio hands over the stage picture already cover-fitted to the model size
+(nothing stretched). A window with `size` set takes it as the original does instead: the
+picture as given for CLIP, the face crops and the face masks, and stretched (bicubic) to
+`size` only as the VAE's first frame.
 """
 
 from __future__ import annotations
@@ -40,27 +48,36 @@ NEGATIVE_PROMPT = (
 
 @dataclass
 class Window:
-    image: np.ndarray  # [H, W, 3] uint8, at the model size
+    image: np.ndarray  # [H, W, 3] uint8, at the model size (or any size, with `size`)
     faces: list  # per identity: (x, y, w, h) in the image
     audio: list  # per identity: wav2vec features of the window's frames [frames, 5, layers, hidden]
     frames: int  # 4n + 1
     prompt: str = ""
-    carried: np.ndarray | None = None  # [m, H, W, 3] uint8 frames this window starts with
+    carried: np.ndarray | None = None  # [m, h, w, 3] uint8 frames this window starts with, at the model size
+    size: tuple[int, int] | None = None  # (width, height) to render at when the image is not at it: the original's way
 
 
 def generate(components: Components, window: Window, steps: int = 40, shift: float = 3.0, guide: float = 4.5,
              seed: int = 0, device: str = "cpu"):
     """The window's frames, [frames, H, W, 3] uint8."""
+    return to_pixels(decode(components, denoise(components, window, steps, shift, guide, seed, device), device))
+
+
+def denoise(components: Components, window: Window, steps: int = 40, shift: float = 3.0, guide: float = 4.5,
+            seed: int = 0, device: str = "cpu", noise=None):
+    """Steps 1-3: the window's final latents [1, 16, latent frames, H/8, W/8], from `noise` of that shape
+    when given, else from the seed's."""
     import torch
 
-    height, width = window.image.shape[:2]
+    width, height = render_size(window)
     latent_frames = (window.frames - 1) // VAE_STRIDE[0] + 1
     lat_h, lat_w = height // VAE_STRIDE[1], width // VAE_STRIDE[2]
 
     # 1. conditions (row 0: conditional, row 1: unconditional)
     text = encode_prompts(components, window.prompt, NEGATIVE_PROMPT, device)
+    image_h, image_w = window.image.shape[:2]
     picture = to_tensor(window.image[None])[:, 0][None].to(device)
-    masks = [expand(box_mask(face, width, height)) for face in window.faces]
+    masks = [expand(box_mask(face, image_w, image_h)) for face in window.faces]
     with components.using(components.image_encoder, device) as encode_image:
         clip = encode_image(picture).to(dtype=components.dtype).repeat(2, 1, 1)
         faces = [encode_image(_crop(picture, face)).to(dtype=components.dtype).repeat(2, 1, 1) for face in window.faces]
@@ -72,20 +89,24 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
     token_masks = [row[None].repeat(2, 1) for row in tokens]
 
     # 2. InP input: known frames encoded, the rest zeros; mask: known frames, then the faces
-    known = window.carried if window.carried is not None else window.image[None]
+    if window.carried is not None:
+        known = to_tensor(window.carried)
+    else:
+        known = _stretched(to_tensor(window.image[None]), height, width)
     video = torch.zeros(3, window.frames, height, width)
-    video[:, :len(known)] = to_tensor(known)
+    video[:, :known.shape[1]] = known
     with components.using(components.vae, device) as vae:
         known_latents = encode_latents(vae, video[None].to(device))
     mask = inpaint_mask(masks, lat_h, lat_w, window.frames).to(device)
-    carried_latents = (len(known) - 1) // VAE_STRIDE[0] + 1 if window.carried is not None else 0
+    carried_latents = (known.shape[1] - 1) // VAE_STRIDE[0] + 1 if window.carried is not None else 0
     if carried_latents:
         mask[:, :carried_latents] = 1.0
     y = torch.cat([mask, known_latents[0]])[None].repeat(2, 1, 1, 1, 1)
 
     # 3. denoising loop
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(1, 16, latent_frames, lat_h, lat_w, generator=generator).to(device)
+    if noise is None:
+        noise = initial_noise((1, 16, latent_frames, lat_h, lat_w), seed)
+    noise = noise.to(device)
     latent = noise.clone()
     scheduler = make_scheduler(steps, shift)
     model = components.transformer
@@ -98,11 +119,45 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
             pair = model(torch.cat([latent.repeat(2, 1, 1, 1, 1), y], dim=1), t.repeat(2).float().to(device), text,
                          clip, audios, faces, token_masks)
         latent = scheduler.step(guided(pair, guide), t, latent, return_dict=False)[0]
+    return latent
 
-    # 4. decode
+
+def decode(components: Components, latent, device: str = "cpu"):
+    """Step 4: the frames of final latents, [frames, H, W, 3] floats in [-1, 1]."""
     with components.using(components.vae, device) as vae:
         frames = decode_latents(vae, latent)
-    return ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    return frames[0].permute(1, 2, 3, 0).clamp(-1, 1)
+
+
+def to_pixels(frames) -> np.ndarray:
+    """[frames, H, W, 3] floats in [-1, 1] -> uint8."""
+    return ((frames + 1) * 127.5).round().byte().cpu().numpy()
+
+
+def initial_noise(shape, seed: int):
+    """The start latents for a seed, drawn on the CPU so a seed gives the same window on every device (the
+    original draws with a generator on its own device; on the CPU, these same numbers)."""
+    import torch
+
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def render_size(window: Window) -> tuple[int, int]:
+    """(width, height) the window renders at."""
+    if window.size is not None:
+        return window.size
+    height, width = window.image.shape[:2]
+    return width, height
+
+
+def _stretched(frames, height: int, width: int):
+    """[3, n, h, w] frames resized to height x width, bicubic, as the original resizes its picture for the VAE."""
+    import torch.nn.functional as F
+
+    if frames.shape[-2:] == (height, width):
+        return frames
+    return F.interpolate(frames.transpose(0, 1), size=(height, width), mode="bicubic",
+                         align_corners=False).transpose(0, 1)
 
 
 def _crop(picture, face):

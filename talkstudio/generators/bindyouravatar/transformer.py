@@ -17,6 +17,8 @@ step, so the pipeline computes them once per window (`face_tokens`, `audio_model
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass, field
 
 import torch
@@ -47,7 +49,7 @@ def make_transformer(core: dict, additions: Additions):
     class BindYourAvatarTransformer(CogVideoXTransformer3DModel):
         pass
 
-    known = set(CogVideoXTransformer3DModel.extract_init_dict(core)[0])
+    known = set(inspect.signature(CogVideoXTransformer3DModel.__init__).parameters)  # the rest: the original's flags
     model = BindYourAvatarTransformer.from_config({k: v for k, v in core.items() if k in known})
     attach(model, additions)
     return model

@@ -81,6 +81,8 @@ def _backend(name: str, models: Path | None) -> Check:
     info = GENERATORS[name]
     if name == "puppet":
         return Check("backend puppet", _installed("cv2"), "ready (CPU)" if _installed("cv2") else "opencv missing")
+    if name == "bindyouravatar":
+        return _bindyouravatar(models)
     if info.target is None:
         return Check(f"backend {name}", False, "not available in this version")
     problems = []
@@ -104,6 +106,26 @@ def _backend(name: str, models: Path | None) -> Check:
     if problems:
         return Check(f"backend {name}", False, "; ".join(problems))
     return Check(f"backend {name}", True, f"ready with the models in {root}")
+
+
+def _bindyouravatar(models: Path | None) -> Check:
+    """What the Bind-Your-Avatar backend has: its model code and folder, and why it does not render yet."""
+    from talkstudio.generators.bindyouravatar.models import LICENCE
+
+    root = models or (Path(os.environ[MODELS_ENV]) if os.environ.get(MODELS_ENV) else None)
+    found = []
+    if root is not None:
+        from talkstudio.errors import InputError
+        from talkstudio.generators.bindyouravatar.models import locate
+
+        try:
+            files = locate(root)
+            found.append(f"models complete in {root}" + ("" if files.sam2 else " (no SAM2: single-pass routing)"))
+        except InputError as error:
+            found.append(error.problems[0].message)
+    found.append("its model loads and matches the original, but windows are not yet wired to chunks: "
+                 "render with anytalker, multitalk or infinitetalk")
+    return Check("backend bindyouravatar", False, "; ".join(found) + f". Licence: {LICENCE}")
 
 
 def _locate(name: str, root: Path) -> None:

@@ -292,16 +292,19 @@ def _check_people(screenplay, info) -> None:
     """Every scene within what the backend can drive at once, before any model loads."""
     from talkstudio.stage import on_stage
 
-    if info.max_people is None:
+    if info.max_people is None and not info.min_people:
         return
-    crowded = [(scene.id, on_stage(scene, screenplay)) for scene in screenplay.scenes
-               if len(on_stage(scene, screenplay)) > info.max_people]
-    if crowded:
-        raise InputError([Problem(f"scene '{scene}' has {len(people)} people on stage ({', '.join(people)}); "
-                                  f"{info.name} drives at most {info.max_people} at once",
+    most = info.max_people if info.max_people is not None else float("inf")
+    wrong = [(scene.id, on_stage(scene, screenplay)) for scene in screenplay.scenes
+             if not info.min_people <= len(on_stage(scene, screenplay)) <= most]
+    if wrong:
+        needs = (f"exactly {info.min_people}" if info.min_people == info.max_people else
+                 f"at most {info.max_people}" if not info.min_people else f"at least {info.min_people}")
+        raise InputError([Problem(f"scene '{scene}' has {len(people)} {'person' if len(people) == 1 else 'people'} on "
+                                  f"stage ({', '.join(people) or 'nobody'}); {info.name} drives {needs} at once",
                                   file=screenplay.file,
                                   hint="list who is on stage with the scene's cast:, or render with another backend")
-                          for scene, people in crowded])
+                          for scene, people in wrong])
 
 
 def load_generator(screenplay, options: RenderOptions, known: dict, get_generator):

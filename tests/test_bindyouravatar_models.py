@@ -121,3 +121,38 @@ def test_a_lora_that_misses_a_block_is_refused(tmp_path):
     save_file(lora, path)
     with pytest.raises(InputError, match="transformer_blocks.1.attn1.to_k"):
         load_transformer(locate(root), additions())
+
+
+SCENES = """\
+video: {{size: 96x64}}
+cast:
+  ana: {{voice: ava}}
+  ben: {{voice: ben}}
+  cy: {{voice: ava}}
+scenes:
+  - id: alone
+    cast: [{first}]
+    lines: [{{ana: Hello.}}]
+  - id: crowd
+    cast: [ana, ben, cy]
+    lines: [{{ben: Hi.}}]
+"""
+
+
+def test_scenes_without_exactly_two_people_are_refused_before_any_model_loads(write_script, tmp_path, capsys):
+    from cli import main
+
+    script = write_script(SCENES.format(first="ana"))
+    assert main(["render", str(script), "--backend", "bindyouravatar", "--models", str(tmp_path / "none"), "-o",
+                 str(tmp_path / "out.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "scene 'alone' has 1 person on stage (ana); bindyouravatar drives exactly 2 at once" in err
+    assert "scene 'crowd' has 3 people on stage (ana, ben, cy)" in err
+
+
+def test_doctor_says_why_the_backend_does_not_render_and_its_licence(tmp_path):
+    from talkstudio.doctor import checks
+
+    found = {c.name: c for c in checks(tmp_path)}["backend bindyouravatar"]
+    assert not found.ok
+    assert "missing: transformer/config.json" in found.detail and "CogVideoX licence" in found.detail

@@ -94,6 +94,7 @@ class GeneratorInfo:
     options: tuple[Option, ...] = ()
     colour_match: bool = False  # default of video.colour_match: generative backends drift in colour over chunks
     max_people: int | None = None  # on stage at once; None: any number
+    min_people: int = 0  # on stage at once
     # the backend hears each voice over its whole scene (wav2vec over the track, sliced per window, as
     # the originals do): requests carry the scene's tracks, and a chunk's key their digest
     whole_track: bool = False
@@ -144,6 +145,15 @@ MULTITALK_OPTIONS = (
     Option("device", None, str, "torch device (auto: cuda when available)"),
 )
 
+BINDYOURAVATAR_OPTIONS = (
+    Option("steps", 50, int, "denoising steps (CogVideoX DPM; 50 as the original)", minimum=1),
+    Option("guide", 7.0, float, "classifier-free guidance: text and voices together (the original's samples use 5-9)",
+           minimum=1.0),
+    Option("two_stage", None, bool, "render each window twice, the second time routed by SAM2's tracked masks of "
+           "the first (auto: when SAM2 and its weights are installed)"),
+    Option("device", None, str, "torch device (auto: cuda when available)"),
+)
+
 GENERATORS: dict[str, GeneratorInfo] = {
     info.name: info
     for info in (
@@ -158,6 +168,12 @@ GENERATORS: dict[str, GeneratorInfo] = {
         GeneratorInfo("infinitetalk", 25, "InfiniteTalk: MultiTalk's network kept on the stage picture, 9 pinned frames",
                       needs_gpu=True, motion_frames=9, chained=True, colour_match=True, max_people=2,
                       whole_track=True, target="talkstudio.generators.multitalk:create_infinitetalk", options=MULTITALK_OPTIONS),
+        # the model code and its loading are in talkstudio.generators.bindyouravatar; the window is not yet
+        # wired to chunks (target None), so a render stops with a clear message after the people check
+        GeneratorInfo("bindyouravatar", 25, "Bind-Your-Avatar: CogVideoX-5B-I2V with face and audio modules and the "
+                      "3D-mask embedding router; exactly two people, 49-frame windows", needs_gpu=True, frame_num=49,
+                      motion_frames=1, chained=True, colour_match=True, max_people=2, min_people=2, whole_track=True,
+                      options=BINDYOURAVATAR_OPTIONS),
     )
 }
 

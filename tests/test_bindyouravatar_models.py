@@ -32,7 +32,8 @@ def released(tmp_path, rank=3):
 
     model = fill(make_transformer(CORE, additions()), seed=7, scale=0.05)
     state = model.state_dict()
-    root = tmp_path / "pretrained"
+    top = tmp_path / "models"
+    root = top / "Bindyouravatar"
     (root / "transformer").mkdir(parents=True)
     (root / "transformer" / "config.json").write_text(json.dumps({"_class_name": "CogVideoXTransformer3DModel",
                                                                   **CORE, "is_train_face": True}))
@@ -56,10 +57,10 @@ def released(tmp_path, rank=3):
     save_file(lora, root / "lora_weight" / "pytorch_lora_weights.safetensors")
     for stand_in in ("vae/config.json", "text_encoder/config.json", "tokenizer/x", "scheduler/scheduler_config.json",
                      "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt", "face_encoder/models/antelopev2/glintr100.onnx",
-                     "face_encoder/parsing_bisenet.pth"):
+                     "face_encoder/parsing_bisenet.pth", "../wav2vec2-base-960h/config.json"):
         (root / stand_in).parent.mkdir(parents=True, exist_ok=True)
         (root / stand_in).write_text("")
-    return root, model, lora
+    return top, model, lora
 
 
 def test_everything_missing_is_named_at_once_with_how_to_get_it(tmp_path):
@@ -69,7 +70,7 @@ def test_everything_missing_is_named_at_once_with_how_to_get_it(tmp_path):
     with pytest.raises(InputError) as caught:
         locate(tmp_path)
     message = str(caught.value.problems[0].message) + caught.value.problems[0].hint
-    for part in ("transformer/config.json", "audio_module/audio_modules.pt", "face_module/face_modules.pt",
+    for part in ("Bindyouravatar/transformer/config.json", "wav2vec2-base-960h/config.json", "audio_module/audio_modules.pt", "face_module/face_modules.pt",
                  "router/router_modules.pt", "lora_weight/pytorch_lora_weights.safetensors", "glintr100.onnx",
                  "hf download hyb1124/Bindyouravatar", "THUDM/CogVideoX-5b-I2V"):
         assert part in message
@@ -102,9 +103,10 @@ def test_a_renamed_tensor_is_named(tmp_path):
     from talkstudio.generators.bindyouravatar.models import load_transformer, locate
 
     root, _, _ = released(tmp_path)
-    router = torch.load(root / "router" / "router_modules.pt")
+    path = root / "Bindyouravatar" / "router" / "router_modules.pt"
+    router = torch.load(path)
     router["final_projection.0.weight"] = router.pop("final_proj.0.weight")
-    torch.save(router, root / "router" / "router_modules.pt")
+    torch.save(router, path)
     with pytest.raises(InputError, match=r"missing: router.final_proj.0.weight.*unexpected: router.final_projection"):
         load_transformer(locate(root), additions())
 
@@ -116,7 +118,7 @@ def test_a_lora_that_misses_a_block_is_refused(tmp_path):
     from talkstudio.generators.bindyouravatar.models import load_transformer, locate
 
     root, _, _ = released(tmp_path)
-    path = root / "lora_weight" / "pytorch_lora_weights.safetensors"
+    path = root / "Bindyouravatar" / "lora_weight" / "pytorch_lora_weights.safetensors"
     lora = {k: v for k, v in load_file(path).items() if "blocks.1.attn1.to_k" not in k}
     save_file(lora, path)
     with pytest.raises(InputError, match="transformer_blocks.1.attn1.to_k"):
@@ -155,4 +157,4 @@ def test_doctor_says_why_the_backend_does_not_render_and_its_licence(tmp_path):
 
     found = {c.name: c for c in checks(tmp_path)}["backend bindyouravatar"]
     assert not found.ok
-    assert "missing: transformer/config.json" in found.detail and "CogVideoX licence" in found.detail
+    assert "Bindyouravatar/transformer/config.json" in found.detail and "CogVideoX licence" in found.detail

@@ -180,11 +180,15 @@ class TrackFeatures:
 
     def window(self, wav2vec, request, name: str | None):
         """[frame_num, 5, layers, hidden]: the voice's features for the request's window."""
+        return frame_windows(self.track(wav2vec, request, name), request.start_frame, request.frame_num)
+
+    def track(self, wav2vec, request, name: str | None):
+        """[track_frames, layers, hidden]: the voice's features over the whole scene."""
         if request.track_key != self._key:
             self._key, self._kept = request.track_key, {}
         if name not in self._kept:
             self._kept[name] = layer_features(wav2vec, _track_voice(request, name), request.track_frames).cpu()
-        return frame_windows(self._kept[name], request.start_frame, request.frame_num)
+        return self._kept[name]
 
 
 def _track_voice(request, name: str | None) -> np.ndarray:

@@ -1,6 +1,8 @@
 """The Bind-Your-Avatar model folder, exactly as it downloads, and loading the DiT from it strictly.
 
-    DIR/ (hf download hyb1124/Bindyouravatar --local-dir DIR: the CogVideoX-5B-I2V pipeline folder plus)
+    DIR/wav2vec2-base-960h/   hf download facebook/wav2vec2-base-960h (shared with AnyTalker): the audio rows
+    DIR/Bindyouravatar/ (hf download hyb1124/Bindyouravatar --local-dir DIR/Bindyouravatar; the original's
+                         `pretrained/`: the CogVideoX-5B-I2V pipeline folder plus)
         transformer/   config.json + diffusion_pytorch_model*.safetensors   CogVideoX core (diffusers names)
         vae/ text_encoder/ tokenizer/ scheduler/                              CogVideoX-5B-I2V's
         audio_module/audio_modules.pt                                          AudioAwareModel state dict
@@ -26,11 +28,13 @@ from pathlib import Path
 
 from talkstudio.errors import InputError, Problem
 
+FOLDER = "Bindyouravatar"
 DOWNLOADS = {
-    "bindyouravatar": "hf download hyb1124/Bindyouravatar --local-dir DIR",
-    "cogvideox": "hf download THUDM/CogVideoX-5b-I2V --local-dir DIR (then copy its vae/, text_encoder/, "
-                 "tokenizer/ and scheduler/ folders into DIR)",
-    "sam2": "hf download facebook/sam2.1-hiera-large sam2.1_hiera_large.pt --local-dir DIR/sam2",
+    "bindyouravatar": "hf download hyb1124/Bindyouravatar --local-dir DIR/Bindyouravatar",
+    "cogvideox": "hf download THUDM/CogVideoX-5b-I2V --local-dir DIR/CogVideoX-5b-I2V (then copy its vae/, "
+                 "text_encoder/, tokenizer/ and scheduler/ folders into DIR/Bindyouravatar)",
+    "wav2vec": "hf download facebook/wav2vec2-base-960h --local-dir DIR/wav2vec2-base-960h",
+    "sam2": "hf download facebook/sam2.1-hiera-large sam2.1_hiera_large.pt --local-dir DIR/Bindyouravatar/sam2",
 }
 LICENCE = ("Bind-Your-Avatar's weights are a derivative of CogVideoX-5B-I2V and fall under the CogVideoX licence "
            "(THUDM/CogVideoX-5b-I2V LICENSE); its code states no licence; InsightFace's antelopev2 models are for "
@@ -41,6 +45,7 @@ LORA_TARGETS = ("attn1.to_q", "attn1.to_k")
 @dataclass(frozen=True)
 class BindYourAvatarFiles:
     root: Path
+    wav2vec: Path
     transformer: Path
     vae: Path
     text_encoder: Path
@@ -58,8 +63,10 @@ class BindYourAvatarFiles:
 
 def locate(root: Path) -> BindYourAvatarFiles:
     """Every file the backend needs under `root`; one InputError listing all that is missing and how to get it."""
-    root = Path(root)
+    top = Path(root)
+    root = top / FOLDER
     wanted = {
+        "wav2vec": (top / "wav2vec2-base-960h" / "config.json", "wav2vec"),
         "transformer": (root / "transformer" / "config.json", "bindyouravatar"),
         "vae": (root / "vae" / "config.json", "cogvideox"),
         "text_encoder": (root / "text_encoder" / "config.json", "cogvideox"),
@@ -79,13 +86,13 @@ def locate(root: Path) -> BindYourAvatarFiles:
     if missing:
         sources = sorted({source for _, source in missing})
         raise InputError(Problem(
-            f"the bindyouravatar models under {root} are incomplete; missing: "
-            + ", ".join(str(path.relative_to(root)) for path, _ in missing),
-            hint="download them (Hugging Face CLI): " + "; ".join(DOWNLOADS[s].replace("DIR", str(root)) for s in sources)))
+            f"the bindyouravatar models under {top} are incomplete; missing: "
+            + ", ".join(str(path.relative_to(top)) for path, _ in missing),
+            hint="download them (Hugging Face CLI): " + "; ".join(DOWNLOADS[s].replace("DIR", str(top)) for s in sources)))
     sam2 = root / "sam2" / "sam2.1_hiera_large.pt"
     paths = {name: path.parent if path.name in ("config.json", "scheduler_config.json") else path
              for name, (path, _) in wanted.items()}
-    return BindYourAvatarFiles(root=root, sam2=sam2 if sam2.exists() else None, **paths)
+    return BindYourAvatarFiles(root=top, sam2=sam2 if sam2.exists() else None, **paths)
 
 
 def _shards(folder: Path) -> list[Path]:

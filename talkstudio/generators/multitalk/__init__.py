@@ -30,14 +30,20 @@ REGION_SIDE, REGION_ABOVE = 1.5, 0.5
 def create(models=None, device: str | None = None, backend: str = "multitalk", steps: int = 40,
            text_guide: float = 5.0, audio_guide: float = 4.0, shift: float | None = None, resolution: int = 480,
            apg: bool = False, lora: str | None = None, lora_scale: float = 1.0, offload: bool | None = None,
-           vae_tiles: bool | None = None) -> MultiTalkGenerator:
-    """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS)."""
+           vae_tiles: bool | None = None, fit: str = "cover") -> MultiTalkGenerator:
+    """The backend from the official model folders (`--models DIR` or $TALKSTUDIO_MODELS).
+
+    `fit` is how the stage picture is brought to the model size: "cover" (ours: area/cubic resampling,
+    cropped around the picture's centre) or "original" (the original's bilinear resize and centre crop).
+    """
     from pathlib import Path
 
     from talkstudio.generators.multitalk.models import load_transformer, locate
     from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
     _check_lora(lora)
+    if fit not in ("cover", "original"):
+        raise ValueError(f"fit must be 'cover' or 'original', not {fit!r}")
     files = locate(models_root(backend, models), backend)
     device = torch_device(backend, device)
     low_memory = gpu_gib(device) < LOW_MEMORY_GIB
@@ -50,7 +56,7 @@ def create(models=None, device: str | None = None, backend: str = "multitalk", s
         components.vae.enable_tiling()
     shift = shift or (SHIFT[480] if resolution <= 480 else SHIFT[720])
     settings = Settings(backend, steps, text_guide, audio_guide, shift, resolution, apg,
-                        lora, lora_scale, bool(components.vae.use_tiling))
+                        lora, lora_scale, bool(components.vae.use_tiling), fit)
     return MultiTalkGenerator(components, settings, files.people, device)
 
 
@@ -84,13 +90,15 @@ class Settings:
     lora: str | None
     lora_scale: float
     tiles: bool
+    fit: str = "cover"  # or "original": see create()
 
     def identity(self) -> str:
         from talkstudio.cache import file_digest
 
         lora = f":lora={file_digest(self.lora)}*{self.lora_scale}" if self.lora else ""
         return (f"{VERSION}:{self.backend}:{self.steps}:{self.shift}:{self.text_guide}:{self.audio_guide}:"
-                f"{self.resolution}:{'apg' if self.apg else ''}{lora}{':tiles' if self.tiles else ''}")
+                f"{self.resolution}:{'apg' if self.apg else ''}{lora}{':tiles' if self.tiles else ''}"
+                f"{'' if self.fit == 'cover' else ':fit=' + self.fit}")
 
 
 class MultiTalkGenerator:
@@ -110,7 +118,8 @@ class MultiTalkGenerator:
 
         height, width = request.stage.image.shape[:2]
         model_w, model_h = model_size(width, height, self.settings.resolution)
-        image, (scale, dx, dy) = _fit(request.stage.image, model_w, model_h)
+        fit = original_fit if self.settings.fit == "original" else _fit
+        image, (scale, dx, dy) = fit(request.stage.image, model_w, model_h)
         names = self._people(request)
         boxes = [_box(request.stage.faces[n].box, scale, dx, dy) for n in names]
         with self.components.using(self.components.wav2vec, self.device) as wav2vec:
@@ -118,7 +127,7 @@ class MultiTalkGenerator:
             audio = torch.stack([self.tracks.window(wav2vec, request, n) for n in names or [None]])
         carried = None
         if request.carried is not None:
-            carried = np.stack([_fit(frame, model_w, model_h)[0] for frame in request.carried])
+            carried = np.stack([fit(frame, model_w, model_h)[0] for frame in request.carried])
         window = Window(image, person_regions(boxes, model_w, model_h) if len(names) == 2 else None, audio,
                         request.frame_num, request.prompt, carried, pinned=self.settings.backend == "infinitetalk")
         guidance = Guidance(self.settings.text_guide, self.settings.audio_guide, self.settings.apg)
@@ -153,6 +162,43 @@ def person_regions(boxes, width: int, height: int) -> np.ndarray:
         regions[i, int(max(0, y - REGION_ABOVE * h)):, left:right] = 1.0
     regions[2] = 1.0 - np.clip(regions[0] + regions[1], 0, 1)
     return regions
+
+
+def original_fit(image: np.ndarray, width: int, height: int):
+    """The picture as the originals bring it to their bucket (`resize_and_centercrop`): scaled by the larger
+    factor to the sizes rounded up, bilinear (Pillow), centre-cropped with torchvision's rounding; returned
+    with (scale, dx, dy) as `cover` returns them."""
+    import math
+
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    scaled_h, scaled_w = math.ceil(scale * h), math.ceil(scale * w)
+    scaled = np.asarray(Image.fromarray(image).resize((scaled_w, scaled_h), resample=Image.BILINEAR))
+    top, left = int(round((scaled_h - height) / 2.0)), int(round((scaled_w - width) / 2.0))
+    return scaled[top:top + height, left:left + width].copy(), (scale, -left, -top)
+
+
+def box_regions(boxes, source_height: int, source_width: int, width: int, height: int) -> np.ndarray:
+    """[3, H, W]: regions from boxes typed by hand, as the original's `bbox` input makes them: each box is
+    [top, left, bottom, right] in source pixels (its JSON names them x_min, y_min, x_max, y_max but indexes
+    rows first), the background is where no box is, and the masks follow the picture through
+    `original_fit` (nearest-neighbour)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    masks = torch.zeros(3, source_height, source_width)
+    for i, (top, left, bottom, right) in enumerate(boxes):
+        masks[i, int(top):int(bottom), int(left):int(right)] = 1
+    masks[2] = (masks[0] + masks[1] == 0).float()
+    scale = max(height / source_height, width / source_width)
+    scaled_h, scaled_w = math.ceil(scale * source_height), math.ceil(scale * source_width)
+    scaled = F.interpolate(masks[None], size=(scaled_h, scaled_w), mode="nearest")[0]
+    top, left = int(round((scaled_h - height) / 2.0)), int(round((scaled_w - width) / 2.0))
+    return scaled[:, top:top + height, left:left + width].numpy()
 
 
 def _fit(image: np.ndarray, width: int, height: int):

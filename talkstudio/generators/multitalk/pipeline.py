@@ -65,8 +65,14 @@ def timesteps(steps: int, shift: float):
 
 
 def generate(components: Components, window: Window, steps: int = 40, shift: float = 7.0,
-             guidance: Guidance | None = None, seed: int = 0, device: str = "cpu"):
-    """The window's frames, [frames, H, W, 3] uint8."""
+             guidance: Guidance | None = None, seed: int = 0, device: str = "cpu", noise=None,
+             trace: dict | None = None):
+    """The window's frames, [frames, H, W, 3] uint8.
+
+    `noise` [16, T, h, w] replaces the seeded initial noise (the parity tests give the original's);
+    a `trace` dict receives the final latents [1, 16, T, h, w] and the decoded frames [1, 3, F, H, W]
+    as floats in [-1, 1] (clamped, as the original's VAE decode returns them).
+    """
     import torch
 
     guidance = guidance or Guidance()
@@ -98,7 +104,8 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
 
     # 3. denoising loop
     schedule = timesteps(steps, shift).to(device)
-    latent = torch.randn(1, 16, latent_frames, lat_h, lat_w, generator=generator).to(device)
+    latent = (torch.randn(1, 16, latent_frames, lat_h, lat_w, generator=generator) if noise is None
+              else noise.reshape(1, 16, latent_frames, lat_h, lat_w).float().clone()).to(device)
     buffers = [MomentumBuffer(guidance.apg_momentum), MomentumBuffer(guidance.apg_momentum)] if guidance.apg else None
     model = components.transformer
     for i in range(steps):
@@ -111,6 +118,8 @@ def generate(components: Components, window: Window, steps: int = 40, shift: flo
     # 4. decode
     with components.using(components.vae, device) as vae:
         frames = decode_latents(vae, latent)
+    if trace is not None:
+        trace.update(latents=latent.cpu(), frames=frames.clamp(-1, 1).cpu())
     return ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
 

@@ -81,8 +81,6 @@ def _backend(name: str, models: Path | None) -> Check:
     info = GENERATORS[name]
     if name == "puppet":
         return Check("backend puppet", _installed("cv2"), "ready (CPU)" if _installed("cv2") else "opencv missing")
-    if name == "bindyouravatar":
-        return _bindyouravatar(models)
     if info.target is None:
         return Check(f"backend {name}", False, "not available in this version")
     problems = []
@@ -103,33 +101,33 @@ def _backend(name: str, models: Path | None) -> Check:
             _locate(name, root)
         except InputError as error:
             problems.append(error.problems[0].message)
+    licence = f". Licence: {LICENCES[name]}" if name in LICENCES else ""
     if problems:
-        return Check(f"backend {name}", False, "; ".join(problems))
-    return Check(f"backend {name}", True, f"ready with the models in {root}")
+        return Check(f"backend {name}", False, "; ".join(problems) + licence)
+    return Check(f"backend {name}", True, f"ready with the models in {root}{_notes(name, root)}{licence}")
 
 
-def _bindyouravatar(models: Path | None) -> Check:
-    """What the Bind-Your-Avatar backend has: its model code and folder, and why it does not render yet."""
-    from talkstudio.generators.bindyouravatar.models import LICENCE
+LICENCES = {"bindyouravatar": "its weights derive from CogVideoX-5B-I2V and fall under the CogVideoX licence "
+                              "(THUDM/CogVideoX-5b-I2V); its code states no licence; InsightFace's antelopev2 "
+                              "models are for non-commercial research only"}
 
-    root = models or (Path(os.environ[MODELS_ENV]) if os.environ.get(MODELS_ENV) else None)
-    found = []
-    if root is not None:
-        from talkstudio.errors import InputError
-        from talkstudio.generators.bindyouravatar.models import locate
 
-        try:
-            files = locate(root)
-            found.append(f"models complete in {root}" + ("" if files.sam2 else " (no SAM2: single-pass routing)"))
-        except InputError as error:
-            found.append(error.problems[0].message)
-    found.append("its model loads and matches the original, but windows are not yet wired to chunks: "
-                 "render with anytalker, multitalk or infinitetalk")
-    return Check("backend bindyouravatar", False, "; ".join(found) + f". Licence: {LICENCE}")
+def _notes(name: str, root: Path) -> str:
+    """What a ready backend will do without an optional part."""
+    if name != "bindyouravatar":
+        return ""
+    from talkstudio.generators.bindyouravatar.models import locate
+
+    files = locate(root)
+    return "" if files.parsing else " (no face_encoder/parsing_bisenet.pth: faces cut out with mediapipe's mask)"
 
 
 def _locate(name: str, root: Path) -> None:
-    if name == "anytalker":
+    if name == "bindyouravatar":
+        from talkstudio.generators.bindyouravatar.models import locate
+
+        locate(root)
+    elif name == "anytalker":
         from talkstudio.generators.anytalker.models import locate
 
         locate(root)

@@ -152,7 +152,7 @@ def test_scenes_without_exactly_two_people_are_refused_before_any_model_loads(wr
     assert "scene 'crowd' has 3 people on stage (ana, ben, cy)" in err
 
 
-def test_doctor_says_why_the_backend_does_not_render_and_its_licence(tmp_path):
+def test_doctor_says_what_is_missing_and_the_licence(tmp_path):
     from talkstudio.doctor import checks
 
     found = {c.name: c for c in checks(tmp_path)}["backend bindyouravatar"]

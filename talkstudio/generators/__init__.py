@@ -149,8 +149,6 @@ BINDYOURAVATAR_OPTIONS = (
     Option("steps", 50, int, "denoising steps (CogVideoX DPM; 50 as the original)", minimum=1),
     Option("guide", 7.0, float, "classifier-free guidance: text and voices together (the original's samples use 5-9)",
            minimum=1.0),
-    Option("two_stage", None, bool, "render each window twice, the second time routed by SAM2's tracked masks of "
-           "the first (auto: when SAM2 and its weights are installed)"),
     Option("device", None, str, "torch device (auto: cuda when available)"),
 )
 
@@ -168,12 +166,10 @@ GENERATORS: dict[str, GeneratorInfo] = {
         GeneratorInfo("infinitetalk", 25, "InfiniteTalk: MultiTalk's network kept on the stage picture, 9 pinned frames",
                       needs_gpu=True, motion_frames=9, chained=True, colour_match=True, max_people=2,
                       whole_track=True, target="talkstudio.generators.multitalk:create_infinitetalk", options=MULTITALK_OPTIONS),
-        # the model code and its loading are in talkstudio.generators.bindyouravatar; the window is not yet
-        # wired to chunks (target None), so a render stops with a clear message after the people check
         GeneratorInfo("bindyouravatar", 25, "Bind-Your-Avatar: CogVideoX-5B-I2V with face and audio modules and the "
                       "3D-mask embedding router; exactly two people, 49-frame windows", needs_gpu=True, frame_num=49,
                       motion_frames=1, chained=True, colour_match=True, max_people=2, min_people=2, whole_track=True,
-                      options=BINDYOURAVATAR_OPTIONS),
+                      target="talkstudio.generators.bindyouravatar:create", options=BINDYOURAVATAR_OPTIONS),
     )
 }
 

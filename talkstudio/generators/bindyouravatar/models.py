@@ -10,7 +10,7 @@
         router/router_modules.pt                                               the embedding router
         lora_weight/pytorch_lora_weights.safetensors    rank-128 LoRA on every block's attn1.to_q / to_k
         face_encoder/   EVA02_CLIP_L_336_psz14_s6B.pt, models/antelopev2/glintr100.onnx (InsightFace),
-                        parsing_bisenet.pth (facexlib)                        the identity encoders
+                        parsing_bisenet.pth (facexlib; optional)              the identity encoders
         sam2/sam2.1_hiera_large.pt                                              optional: two-stage routing
 
 The original loads every part with strict=False and prints what did not fit; here any missing,
@@ -36,9 +36,6 @@ DOWNLOADS = {
     "wav2vec": "hf download facebook/wav2vec2-base-960h --local-dir DIR/wav2vec2-base-960h",
     "sam2": "hf download facebook/sam2.1-hiera-large sam2.1_hiera_large.pt --local-dir DIR/Bindyouravatar/sam2",
 }
-LICENCE = ("Bind-Your-Avatar's weights are a derivative of CogVideoX-5B-I2V and fall under the CogVideoX licence "
-           "(THUDM/CogVideoX-5b-I2V LICENSE); its code states no licence; InsightFace's antelopev2 models are for "
-           "non-commercial research only")
 LORA_TARGETS = ("attn1.to_q", "attn1.to_k")
 
 
@@ -57,7 +54,7 @@ class BindYourAvatarFiles:
     lora: Path
     eva_clip: Path
     antelope: Path
-    parsing: Path
+    parsing: Path | None  # facexlib's BiSeNet face parser, when downloaded
     sam2: Path | None  # two-stage routing, when downloaded
 
 
@@ -78,7 +75,6 @@ def locate(root: Path) -> BindYourAvatarFiles:
         "lora": (root / "lora_weight" / "pytorch_lora_weights.safetensors", "bindyouravatar"),
         "eva_clip": (root / "face_encoder" / "EVA02_CLIP_L_336_psz14_s6B.pt", "bindyouravatar"),
         "antelope": (root / "face_encoder" / "models" / "antelopev2" / "glintr100.onnx", "bindyouravatar"),
-        "parsing": (root / "face_encoder" / "parsing_bisenet.pth", "bindyouravatar"),
     }
     missing = [(path, source) for path, source in wanted.values() if not path.exists()]
     if (root / "transformer").is_dir() and not _shards(root / "transformer"):
@@ -90,9 +86,12 @@ def locate(root: Path) -> BindYourAvatarFiles:
             + ", ".join(str(path.relative_to(top)) for path, _ in missing),
             hint="download them (Hugging Face CLI): " + "; ".join(DOWNLOADS[s].replace("DIR", str(top)) for s in sources)))
     sam2 = root / "sam2" / "sam2.1_hiera_large.pt"
+    # facexlib fetches its face parser on first use, so a download may lack it: a mediapipe mask stands in
+    parsing = root / "face_encoder" / "parsing_bisenet.pth"
     paths = {name: path.parent if path.name in ("config.json", "scheduler_config.json") else path
              for name, (path, _) in wanted.items()}
-    return BindYourAvatarFiles(root=top, sam2=sam2 if sam2.exists() else None, **paths)
+    return BindYourAvatarFiles(root=top, sam2=sam2 if sam2.exists() else None,
+                               parsing=parsing if parsing.exists() else None, **paths)
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -104,12 +103,12 @@ def load_transformer(files: BindYourAvatarFiles, additions=None, dtype=None):
     import torch
     from safetensors.torch import load_file
 
-    from talkstudio.generators.bindyouravatar.transformer import Additions, make_transformer
+    from talkstudio.generators.bindyouravatar import transformer as dit
 
     core = json.loads((files.transformer / "config.json").read_text())
     core["in_channels"] = 3 * core.get("out_channels", 16)  # noise, first frame, inpainting frame
     with torch.device("meta"):
-        model = make_transformer(core, additions or Additions())
+        model = dit.make_transformer(core, additions or dit.RELEASED)
     state = {}
     for shard in _shards(files.transformer):
         state.update(load_file(shard))

@@ -42,6 +42,9 @@ class Additions:
     audio: dict = field(default_factory=dict)  # AudioAwareModel's, but dim and num_layers
 
 
+RELEASED = Additions()
+
+
 def make_transformer(core: dict, additions: Additions):
     """The model: `core` is a CogVideoX transformer config (the released transformer/config.json)."""
     from diffusers import CogVideoXTransformer3DModel

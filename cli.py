@@ -158,7 +158,7 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 def render(
     script: ScriptArg,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the mp4 to write (default: renders/<script>.mp4)")] = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend (puppet, anytalker, multitalk)")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="generator, overriding video.backend (puppet, anytalker, multitalk, infinitetalk, bindyouravatar)")] = None,
     frame_num: Annotated[Optional[int], typer.Option("--frame-num", help="frames per chunk, 4n+1 (default: the backend's, 81)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed, overriding video.seed")] = None,
     burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw the subtitles into the picture (libass)")] = False,

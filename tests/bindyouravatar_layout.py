@@ -60,7 +60,7 @@ def build_tiny_bindyouravatar(top: Path) -> Path:
     from anytalker_layout import _tokenizer, wav2vec
 
     root = top / FOLDER
-    _write_transformer_parts(root)
+    write_transformer_parts(root)
     _write_vae_and_text(root)
     _tokenizer(root / "tokenizer")
     (root / "scheduler").mkdir(parents=True)
@@ -70,7 +70,9 @@ def build_tiny_bindyouravatar(top: Path) -> Path:
     return top
 
 
-def _write_transformer_parts(root: Path, rank: int = 4) -> None:
+def write_transformer_parts(root: Path, rank: int = 4):
+    """The core, the three module files and the LoRA; returns the model they were cut from (its full input
+    channels) and the LoRA's tensors."""
     from safetensors.torch import save_file
 
     from talkstudio.generators.bindyouravatar.transformer import make_transformer
@@ -102,6 +104,7 @@ def _write_transformer_parts(root: Path, rank: int = 4) -> None:
             lora[f"{stem}.lora_B.weight"] = torch.randn(inner, rank, generator=generator) * 0.05
     (root / "lora_weight").mkdir()
     save_file(lora, root / "lora_weight" / "pytorch_lora_weights.safetensors")
+    return model, lora
 
 
 def _write_vae_and_text(root: Path) -> None:
@@ -120,7 +123,7 @@ def _write_vae_and_text(root: Path) -> None:
 def _write_identity(folder: Path) -> None:
     """The EVA-CLIP checkpoint (its image tower under `visual.`, plus a text-tower tensor that is skipped) and
     antelopev2's recogniser; no face parser (a download may lack it: the mediapipe mask stands in)."""
-    from bindyouravatar_identity_layout import seeded_state, tiny_recogniser
+    from bindyouravatar_identity_layout import tiny_recogniser
     from talkstudio.generators.bindyouravatar import eva_clip
 
     tower = eva_clip.EvaVisionTower(eva_clip.EvaVisionConfig(**EVA))

@@ -1,63 +1,23 @@
 """The Bind-Your-Avatar folder as it downloads: what is missing is listed at once, every released part loads
 strictly under the original's names, and the LoRA is merged at full strength."""
 
-import json
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("safetensors")
 
-from bindyouravatar_tiny import TINY_AUDIO, TINY_ROUTER, fill  # noqa: E402
-
-CORE = {"num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 4, "out_channels": 2, "time_embed_dim": 8,
-        "text_embed_dim": 12, "num_layers": 2, "sample_width": 8, "sample_height": 8, "sample_frames": 5,
-        "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": False}
-FACE = {"dim": 16, "depth": 5, "dim_head": 4, "heads": 2, "num_id_token": 3, "num_queries": 6, "output_dim": 21}
+from bindyouravatar_layout import FOLDER, tiny_additions, write_transformer_parts  # noqa: E402
 
 
-def additions():
-    from talkstudio.generators.bindyouravatar.transformer import Additions
-
-    return Additions(face=FACE, face_attention={"dim_head": 2, "heads": 2}, router=TINY_ROUTER, audio=TINY_AUDIO)
-
-
-def released(tmp_path, rank=3):
-    """A tiny folder in the released layout: a 32-channel-style core (here 4 = 2 x 2 channels, no inpainting
-    frame yet), the three module files and the LoRA; the other folders as empty stand-ins."""
-    from safetensors.torch import save_file
-
-    from talkstudio.generators.bindyouravatar.transformer import make_transformer
-
-    model = fill(make_transformer(CORE, additions()), seed=7, scale=0.05)
-    state = model.state_dict()
+def released(tmp_path):
+    """The tiny released-format DiT parts; the other folders as empty stand-ins."""
     top = tmp_path / "models"
-    root = top / "Bindyouravatar"
-    (root / "transformer").mkdir(parents=True)
-    (root / "transformer" / "config.json").write_text(json.dumps({"_class_name": "CogVideoXTransformer3DModel",
-                                                                  **CORE, "is_train_face": True}))
-    core = {k: v for k, v in state.items() if not k.startswith(("local_facial", "perceiver", "router.", "audio_model."))}
-    save_file({k: v.contiguous() for k, v in core.items()}, root / "transformer" / "diffusion_pytorch_model.safetensors")
-    for folder, name, part in (("audio_module", "audio_modules.pt", "audio_model."), ("router", "router_modules.pt", "router.")):
-        (root / folder).mkdir()
-        torch.save({k[len(part):]: v for k, v in state.items() if k.startswith(part)}, root / folder / name)
-    (root / "face_module").mkdir()
-    torch.save({"local_facial_extractor": model.local_facial_extractor.state_dict(),
-                "perceiver_cross_attention": [m.state_dict() for m in model.perceiver_cross_attention]},
-               root / "face_module" / "face_modules.pt")
-    generator = torch.Generator().manual_seed(5)
-    lora = {}
-    for block in range(CORE["num_layers"]):
-        for target in ("to_q", "to_k"):
-            stem = f"transformer.transformer_blocks.{block}.attn1.{target}"
-            lora[f"{stem}.lora_A.weight"] = torch.randn(rank, 32, generator=generator) * 0.1
-            lora[f"{stem}.lora_B.weight"] = torch.randn(32, rank, generator=generator) * 0.1
-    (root / "lora_weight").mkdir()
-    save_file(lora, root / "lora_weight" / "pytorch_lora_weights.safetensors")
+    root = top / FOLDER
+    model, lora = write_transformer_parts(root)
     for stand_in in ("vae/config.json", "text_encoder/config.json", "tokenizer/x", "scheduler/scheduler_config.json",
                      "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt", "face_encoder/models/antelopev2/glintr100.onnx",
-                     "face_encoder/parsing_bisenet.pth", "../wav2vec2-base-960h/config.json"):
+                     "../wav2vec2-base-960h/config.json"):
         (root / stand_in).parent.mkdir(parents=True, exist_ok=True)
         (root / stand_in).write_text("")
     return top, model, lora
@@ -82,12 +42,12 @@ def test_the_released_parts_load_strictly_with_the_lora_at_full_strength(tmp_pat
     root, original, lora = released(tmp_path)
     files = locate(root)
     assert files.sam2 is None  # two-stage routing needs SAM2's weights
-    model = load_transformer(files, additions())
+    model = load_transformer(files, tiny_additions())
     ours = model.state_dict()
     # the inpainting frame's 16 (here 2) channels were added with zero weights, as the original does
     widened = ours["patch_embed.proj.weight"]
     assert widened.shape[1] == 6 and torch.equal(widened[:, 4:], torch.zeros_like(widened[:, 4:]))
-    assert torch.equal(widened[:, :4], original.state_dict()["patch_embed.proj.weight"])
+    assert torch.equal(widened[:, :4], original.state_dict()["patch_embed.proj.weight"][:, :4])
     for key, value in original.state_dict().items():
         if key == "patch_embed.proj.weight":
             continue
@@ -108,7 +68,7 @@ def test_a_renamed_tensor_is_named(tmp_path):
     router["final_projection.0.weight"] = router.pop("final_proj.0.weight")
     torch.save(router, path)
     with pytest.raises(InputError, match=r"missing: router.final_proj.0.weight.*unexpected: router.final_projection"):
-        load_transformer(locate(root), additions())
+        load_transformer(locate(root), tiny_additions())
 
 
 def test_a_lora_that_misses_a_block_is_refused(tmp_path):
@@ -122,7 +82,7 @@ def test_a_lora_that_misses_a_block_is_refused(tmp_path):
     lora = {k: v for k, v in load_file(path).items() if "blocks.1.attn1.to_k" not in k}
     save_file(lora, path)
     with pytest.raises(InputError, match="transformer_blocks.1.attn1.to_k"):
-        load_transformer(locate(root), additions())
+        load_transformer(locate(root), tiny_additions())
 
 
 SCENES = """\

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talkstudio.errors import InputError, Problem
+from talkstudio.generators.folders import check_complete
 
 FUN_FOLDERS = ("Wan2.1-Fun-V1.1-1.3B-InP", "Wan2.1-Fun-1.3B-Inp")
 VARIANTS = {"1.3B": ("1_3B-single-v1.pth", "config_af2v_1_3B.json"), "14B": ("14B-multi-v1.pth", "config_af2v_14B.json")}
@@ -53,13 +54,7 @@ def locate(root: Path, variant: str = "1.3B") -> AnyTalkerFiles:
     missing = [(path, source) for path, source in wanted.values() if not path.exists()]
     if (root / "wav2vec2-base-960h").is_dir() and not (root / "wav2vec2-base-960h" / "config.json").exists():
         missing.append((root / "wav2vec2-base-960h" / "config.json", "wav2vec"))
-    if missing:
-        sources = sorted({source for _, source in missing})
-        raise InputError(Problem(
-            f"the AnyTalker models under {root} are incomplete; missing: "
-            + ", ".join(str(path.relative_to(root)) for path, _ in missing),
-            hint="download them (Hugging Face CLI): " + "; ".join(DOWNLOADS[s].replace("DIR", str(root)) for s in sources),
-        ))
+    check_complete("AnyTalker", root, missing, DOWNLOADS)
     return AnyTalkerFiles(**{name: path for name, (path, _) in wanted.items()})
 
 

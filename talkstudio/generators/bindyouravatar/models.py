@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talkstudio.errors import InputError, Problem
+from talkstudio.generators.folders import check_complete
 
 FOLDER = "Bindyouravatar"
 DOWNLOADS = {
@@ -79,12 +80,7 @@ def locate(root: Path) -> BindYourAvatarFiles:
     missing = [(path, source) for path, source in wanted.values() if not path.exists()]
     if (root / "transformer").is_dir() and not _shards(root / "transformer"):
         missing.append((root / "transformer" / "diffusion_pytorch_model.safetensors", "bindyouravatar"))
-    if missing:
-        sources = sorted({source for _, source in missing})
-        raise InputError(Problem(
-            f"the bindyouravatar models under {top} are incomplete; missing: "
-            + ", ".join(str(path.relative_to(top)) for path, _ in missing),
-            hint="download them (Hugging Face CLI): " + "; ".join(DOWNLOADS[s].replace("DIR", str(top)) for s in sources)))
+    check_complete("bindyouravatar", top, missing, DOWNLOADS)
     sam2 = root / "sam2" / "sam2.1_hiera_large.pt"
     # facexlib fetches its face parser on first use, so a download may lack it: a mediapipe mask stands in
     parsing = root / "face_encoder" / "parsing_bisenet.pth"

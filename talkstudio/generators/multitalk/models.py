@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talkstudio.errors import InputError, Problem
+from talkstudio.generators.folders import check_complete
 
 WAN_FOLDERS = ("Wan2.1-I2V-14B-480P", "Wan2.1-I2V-14B-720P")
 # per backend: where its audio weights may be, and how many people they drive
@@ -71,13 +72,7 @@ def locate(root: Path, backend: str = "multitalk") -> MultiTalkFiles:
     shards = tuple(sorted(wan.glob("diffusion_pytorch_model*.safetensors")))
     if not shards:
         missing.append((wan / "diffusion_pytorch_model-00001-of-00007.safetensors", "wan"))
-    if missing:
-        sources = sorted({source for _, source in missing})
-        raise InputError(Problem(
-            f"the {backend} models under {root} are incomplete; missing: "
-            + ", ".join(str(path.relative_to(root)) for path, _ in missing),
-            hint="download them (Hugging Face CLI): " + "; ".join(DOWNLOADS[s].replace("DIR", str(root)) for s in sources),
-        ))
+    check_complete(backend, root, missing, DOWNLOADS)
     files = {name: path for name, (path, _) in wanted.items()}
     files["wav2vec"] = files["wav2vec"].parent
     return MultiTalkFiles(**files, dit_shards=shards, people=people)

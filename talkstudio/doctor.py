@@ -118,8 +118,15 @@ def _notes(name: str, root: Path) -> str:
         return ""
     from talkstudio.generators.bindyouravatar.models import locate
 
+    from talkstudio.generators.bindyouravatar.two_stage import sam2_missing
+
     files = locate(root)
-    return "" if files.parsing else " (no face_encoder/parsing_bisenet.pth: faces cut out with mediapipe's mask)"
+    notes = [] if files.parsing else ["no face_encoder/parsing_bisenet.pth: faces cut out with mediapipe's mask"]
+    if files.sam2 is None or sam2_missing(files.sam2):
+        notes.append("one pass per window (two-stage routing needs the sam2 package and sam2/sam2.1_hiera_large.pt)")
+    else:
+        notes.append("two-stage routing with SAM2.1")
+    return " (" + "; ".join(notes) + ")"
 
 
 def _locate(name: str, root: Path) -> None:

@@ -149,6 +149,8 @@ BINDYOURAVATAR_OPTIONS = (
     Option("steps", 50, int, "denoising steps (CogVideoX DPM; 50 as the original)", minimum=1),
     Option("guide", 7.0, float, "classifier-free guidance: text and voices together (the original's samples use 5-9)",
            minimum=1.0),
+    Option("two_stage", None, bool, "render each window twice, the second time routed by SAM2.1's tracked face "
+           "masks, as the original's default (auto: on when the sam2 package and its checkpoint are installed)"),
     Option("device", None, str, "torch device (auto: cuda when available)"),
 )
 

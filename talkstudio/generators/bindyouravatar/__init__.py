@@ -9,7 +9,9 @@ A chunk request becomes one 49-frame window at the model's 480x720:
     after that, so chunks chain (the original renders one 49-frame clip; its inpainting frame is how a
     scene's picture reaches it); the carried frame is dropped when stitching;
   - each voice's wav2vec2-base-960h rows, one per frame with two of context each side, computed once over
-    the whole scene track (as Hallo, whose audio code Bind-Your-Avatar's audio module follows) and sliced.
+    the whole scene track (as Hallo, whose audio code Bind-Your-Avatar's audio module follows) and sliced;
+  - with `two_stage` (the original's default: on when SAM2 is installed and its checkpoint downloaded) the
+    window is rendered twice, the second time with SAM2's tracked face masks as the routing (two_stage.py).
 """
 
 from __future__ import annotations
@@ -24,14 +26,20 @@ MODEL_SIZE = (720, 480)  # width, height: the router's position table and the tr
 CONTEXT_ROWS = 2  # audio rows either side of a frame
 
 
-def create(models=None, device: str | None = None, steps: int = 50, guide: float = 7.0) -> BindYourAvatarGenerator:
-    """The backend from the released folders (`--models DIR` or $TALKSTUDIO_MODELS)."""
+def create(models=None, device: str | None = None, steps: int = 50, guide: float = 7.0,
+           two_stage: bool | None = None) -> BindYourAvatarGenerator:
+    """The backend from the released folders (`--models DIR` or $TALKSTUDIO_MODELS). two_stage None: on when
+    the sam2 package imports and the folder holds its checkpoint; True without them is an InputError."""
+    from talkstudio.generators.bindyouravatar import two_stage as stages
     from talkstudio.generators.bindyouravatar.models import locate
     from talkstudio.generators.wan_pipeline import models_root, torch_device
 
     files = locate(models_root("bindyouravatar", models))
     device = torch_device("bindyouravatar", device)
-    return BindYourAvatarGenerator(load_components(files, device), steps, guide, device)
+    if two_stage is None:  # the checkpoint first: without it sam2 is not even imported
+        two_stage = files.sam2 is not None and not stages.sam2_missing(files.sam2)
+    tracker = stages.load_tracker(files, device) if two_stage else None  # before the big models load
+    return BindYourAvatarGenerator(load_components(files, device), steps, guide, device, tracker=tracker)
 
 
 def load_components(files, device: str):
@@ -63,13 +71,14 @@ def load_components(files, device: str):
 class BindYourAvatarGenerator:
     info = GENERATORS["bindyouravatar"]
 
-    def __init__(self, components, steps: int = 50, guide: float = 7.0, device: str = "cpu"):
+    def __init__(self, components, steps: int = 50, guide: float = 7.0, device: str = "cpu", tracker=None):
         self.components, self.steps, self.guide, self.device = components, steps, guide, device
+        self.tracker = tracker  # a two_stage.MaskTracker: the two-stage mode; None: one pass
         self.tracks = TrackFeatures()
         self._identities: dict[str, tuple] = {}  # stage key -> (faces, first-frame condition)
 
     def version(self) -> str:
-        return f"{VERSION}:{self.steps}:{self.guide}"
+        return f"{VERSION}:{self.steps}:{self.guide}" + (":two_stage" if self.tracker is not None else "")
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
         from talkstudio.generators.bindyouravatar.pipeline import Window, generate
@@ -81,7 +90,14 @@ class BindYourAvatarGenerator:
         background = picture if request.carried is None else _fit(request.carried[-1], *MODEL_SIZE)[0]
         window = Window(condition, faces, self._audio(request, names), np.eye(2, dtype=np.float32), background,
                         request.frame_num, request.prompt)
-        frames = generate(self.components, window, self.steps, self.guide, request.seed, self.device)
+        if self.tracker is None:
+            frames = generate(self.components, window, self.steps, self.guide, request.seed, self.device)
+        else:
+            from talkstudio.generators.bindyouravatar.two_stage import face_prompt, generate_two_pass
+
+            prompts = [face_prompt(request.stage.faces[n].transformed(scale, dx, dy)) for n in names]
+            frames = generate_two_pass(self.components, window, self.tracker, prompts, self.steps, self.guide,
+                                       request.seed, self.device)
         return np.stack([_fit(frame, width, height)[0] for frame in frames])
 
     def _identity(self, request: ChunkRequest, names, picture, transform):

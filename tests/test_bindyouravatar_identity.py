@@ -281,3 +281,18 @@ def test_mediapipe_points_land_on_the_drawn_landmarks():
     aligned, _ = identity.align(picture, found)
     background = identity.mediapipe_background(aligned)
     assert background.shape == (512, 512) and not background[200:300, 200:300].any()
+
+
+def test_fallback_keeps_the_whole_face_of_a_drawn_portrait():
+    """Selfie segmentation loses the pale skin of a drawn face (seen on casts/maya.png: cheeks, forehead and eyes
+    went white); nothing inside the face's outline may become background."""
+    from PIL import Image
+
+    from talkstudio.faces import detect_faces
+
+    picture = np.array(Image.open(Path(__file__).parents[1] / "casts" / "maya.png").convert("RGB"))
+    small, points = identity.shrink_long_edge(picture, identity.five_points(detect_faces(picture)[0]))
+    aligned, _ = identity.align(small, points)
+    background = identity.mediapipe_background(aligned)
+    assert not background[230:380, 185:330].any()  # eyes to mouth on facexlib's 512 template
+    assert background[:, :20].mean() > 0.5  # the picture beside the head is still cut away

@@ -378,7 +378,10 @@ def below_jaw(oval: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def mediapipe_background(aligned_rgb: np.ndarray) -> np.ndarray:
     """The fallback without BiSeNet: bool [h, w], True off the person (selfie segmentation; ignored when it
-    finds almost no one) or below the face mesh's jaw line."""
+    finds almost no one) or below the face mesh's jaw line, and never inside the face's outline (selfie
+    segmentation can lose pale skin on drawn faces)."""
+    import cv2
+
     from talkstudio.faces import _get_models, people_mask, quiet_native_logs
 
     height, width = aligned_rgb.shape[:2]
@@ -395,6 +398,9 @@ def mediapipe_background(aligned_rgb: np.ndarray) -> np.ndarray:
         landmarks = mesh.multi_face_landmarks[0].landmark
         oval = np.array([(landmarks[i].x * width, landmarks[i].y * height) for i in indices])
         background |= below_jaw(oval, height, width)
+        inside = np.zeros((height, width), np.uint8)
+        cv2.fillConvexPoly(inside, cv2.convexHull(oval.round().astype(np.int32)), 1)
+        background &= inside == 0
     return background
 
 

@@ -1,23 +1,35 @@
 """One-shot check of the generative backends on a GPU: one window each through `talkstudio render`.
 
-For each of AnyTalker-1.3B (2 steps) and MultiTalk-14B (1 step, bf16) the script renders one
-81-frame window at 832x480 from model folders in the official layout and prints one table:
-load time, seconds per denoising step and per window, peak GPU memory, model-FLOP utilisation
-of a step, the DiT's speed-up over the original formulation (the speed benchmarks, one repeat),
-and whether the frames are finite and vary.
+For each of AnyTalker-1.3B (2 steps, an 81-frame window at 832x480), MultiTalk-14B (1 step, bf16,
+81 frames at 832x480) and Bind-Your-Avatar (CogVideoX-5B-I2V with its face, router and audio modules,
+1 step, bf16, a 49-frame window at its 720x480) the script renders one window from model folders in
+the official layout and prints one table: build and load time, seconds per denoising step (one
+transformer forward, both CFG rows) and per window (the backend's generate: conditions, the steps,
+the VAE decode), peak GPU memory, model-FLOP utilisation of a step (the speed benchmarks' FLOP
+counts), the DiT's speed-up over the original formulation (the speed benchmarks, one repeat;
+Bind-Your-Avatar has no separate original formulation, so "-"), and whether the frames are finite
+and vary.
 
-Without --models the folders are made here with random weights: the DiTs at full size (1.3B and
-14B, under the checkpoints' key names, so the real loaders read them strictly; only the text
-embedding's input is as narrow as the T5), the encoders (T5, CLIP, VAE, wav2vec) narrow, which is
-what a DiT-bound check needs. With --models DIR the
-downloaded folders are used as they are. --tiny runs everything at a toy size on the CPU (CI
-runs it, so the script cannot rot).
+Without --models the folders are made here with random weights: the DiTs at full size (1.3B, 14B and
+Bind-Your-Avatar's 5.6B core with its 2.2B audio module, 0.6B of face modules, 0.2B router and rank-128
+LoRA, under the checkpoints' key names and in their file formats, so the real loaders read them
+strictly; only the text embedding's input is as narrow as the T5), the encoders (T5, CLIP, VAE,
+wav2vec, EVA-CLIP, ArcFace) narrow, which is what a DiT-bound check needs. Bind-Your-Avatar's facial
+extractor is the released one but for its two input mappings, which take the narrow EVA-CLIP's levels
+and identity embedding (the extractor runs once per window, not per step); its VAE is narrow with
+CogVideoX's 16 latent channels. The full-size weights are made on the GPU in bf16 and written (about
+3 GB AnyTalker, 28 GB MultiTalk, 17.4 GB Bind-Your-Avatar; each backend's folder is deleted after its
+check); Bind-Your-Avatar's part of the run (write, load, window) is about 1-1.5 minutes. With --models
+DIR the downloaded folders are used as they are. --tiny runs everything at a toy size on the CPU (CI
+runs it, so the script cannot rot; about a minute on two cores).
 
-    python benchmarks/gpu_check.py                 # on an H100/H200: about 5-8 minutes
+    python benchmarks/gpu_check.py                 # on an H100/H200: about 6-8 minutes
     python benchmarks/gpu_check.py --models DIR    # the real weights
     python benchmarks/gpu_check.py --tiny          # the CPU, a toy size
     python benchmarks/gpu_check.py --only anytalker --size 128x128 --frames 9 --steps 1
                                                    # the full-size 1.3B DiT on a CPU, one small window
+    python benchmarks/gpu_check.py --only bindyouravatar --layers 2 --frames 9
+                                                   # Bind-Your-Avatar's full widths, 2 blocks, on a CPU
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import json
 import math
 import re
 import runpy
+import shutil
 import sys
 import tempfile
 import time
@@ -43,9 +56,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 BACKENDS = {  # name: (steps, fps, frames at full size, frames at the toy size, the speed benchmark)
     "anytalker": (2, 24, 81, 9, "anytalker_speed.py"),
     "multitalk": (1, 25, 81, 29, "multitalk_speed.py"),  # a window must be longer than its 25 carried frames
+    # no original formulation to compare with (bindyouravatar_speed.py times the DiT alone): speed-up "-"
+    "bindyouravatar": (1, 25, 49, 9, None),
 }
-FULL = {"size": (832, 480), "anytalker": {"dim": 1536, "ffn_dim": 8960, "num_heads": 12, "num_layers": 30},
-        "multitalk": {"dim": 5120, "ffn_dim": 13824, "num_heads": 40, "num_layers": 40}}
+FULL = {"size": None, "anytalker": {"dim": 1536, "ffn_dim": 8960, "num_heads": 12, "num_layers": 30},
+        "multitalk": {"dim": 5120, "ffn_dim": 13824, "num_heads": 40, "num_layers": 40},
+        "bindyouravatar": {"num_layers": 42}}  # the rest: bindyouravatar_speed.COGVIDEOX_5B_I2V
+SIZES = {"anytalker": (832, 480), "multitalk": (832, 480), "bindyouravatar": (720, 480)}  # the video's, by default
+TINY_SIZE = (96, 64)
 
 
 def main() -> None:
@@ -54,12 +72,18 @@ def main() -> None:
     parser.add_argument("--models", type=Path, help="downloaded model folders (default: random weights made here)")
     parser.add_argument("--only", choices=list(BACKENDS), action="append", help="check only this backend")
     parser.add_argument("--budget", type=float, default=480, help="seconds; stages that would start later are skipped")
-    parser.add_argument("--size", default=None, help="video size WxH (default 832x480)")
-    parser.add_argument("--frames", type=int, default=None, help="frames of the window (default 81)")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: 2 AnyTalker, 1 MultiTalk)")
+    parser.add_argument("--size", default=None, help="video size WxH (default 832x480; Bind-Your-Avatar 720x480)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames of the window (default 81; Bind-Your-Avatar 49)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: 2 AnyTalker, else 1)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="DiT blocks of the random full-width models (default: the full count; fewer: a CPU smoke)")
     args = parser.parse_args()
     if args.size:
         FULL["size"] = tuple(int(n) for n in args.size.lower().split("x"))
+    if args.layers:
+        for name in BACKENDS:
+            FULL[name]["num_layers"] = args.layers
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
@@ -68,6 +92,7 @@ def main() -> None:
                 rows.append({"backend": name, "note": "skipped: over the time budget"})
                 continue
             rows.append(check(name, Path(work), args.tiny, args.models, args.frames, args.steps))
+            shutil.rmtree(Path(work) / f"{name}-models", ignore_errors=True)  # 28 GB + 17 GB would crowd a 64 GB disk
     print_table(rows, time.perf_counter() - started)
     if any(row.get("ok") is False for row in rows):
         sys.exit(1)
@@ -83,14 +108,14 @@ def check(name: str, work: Path, tiny: bool, models: Path | None, frames: int | 
     default_steps, fps, full_frames, tiny_frames, benchmark = BACKENDS[name]
     frames = frames or (tiny_frames if tiny else full_frames)
     steps = steps or default_steps
-    size = (96, 64) if tiny else FULL["size"]
+    size = TINY_SIZE if tiny else FULL["size"] or SIZES[name]
     clock = time.perf_counter()
     root = models or build_folders(name, work / f"{name}-models", tiny)
     built = time.perf_counter() - clock
     script = write_script(work / name, name, frames, fps, size, steps)
     cuda = torch.cuda.is_available() and not tiny
     timing = Timing(cuda)
-    with tiny_encoders(models is None), timing.watch(name):
+    with narrow_encoders(name, models is None, tiny), timing.watch(name):
         generators._instances.clear()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -100,7 +125,7 @@ def check(name: str, work: Path, tiny: bool, models: Path | None, frames: int | 
                     str(work / name / "out.mp4"), "--cache", str(work / name / "cache"), "--no-cache", "--quiet"])
     generators._instances.clear()
     frames_ok = code == 0 and finite_and_varying(work / name / "out.mp4", size)
-    speed = speed_up(benchmark, tiny) if tiny or cuda else math.nan  # full size on a CPU: hours
+    speed = speed_up(benchmark, tiny) if benchmark and (tiny or cuda) else math.nan  # full size on a CPU: hours
     return {"backend": name, "ok": code == 0 and frames_ok and timing.finite, "build": built,
             "load": timing.load, "step": timing.step, "window": timing.window,
             "peak": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
@@ -126,18 +151,22 @@ class Timing:
 
     @contextlib.contextmanager
     def watch(self, name: str):
-        import talkstudio.generators.anytalker as anytalker
-        import talkstudio.generators.multitalk as multitalk
-        from talkstudio.generators.anytalker import pipeline as anytalker_pipeline
-        from talkstudio.generators.anytalker.transformer import AnyTalkerTransformer
-        from talkstudio.generators.multitalk import pipeline as multitalk_pipeline
-        from talkstudio.generators.multitalk.transformer import MultiTalkTransformer
+        """Wraps the backend's create, its pipeline's generate (one window) and its DiT forward (one step):
+        the model class's forward, or for Bind-Your-Avatar the module function `transformer.forward` that its
+        pipeline imported by name (so `pipeline.forward` is what is replaced)."""
+        import importlib
 
-        module, pipeline, model = ((anytalker, anytalker_pipeline, AnyTalkerTransformer) if name == "anytalker"
-                                   else (multitalk, multitalk_pipeline, MultiTalkTransformer))
+        module = importlib.import_module(f"talkstudio.generators.{name}")
+        pipeline = importlib.import_module(f"talkstudio.generators.{name}.pipeline")
+        if name == "bindyouravatar":
+            model, attribute = pipeline, "forward"
+        else:
+            transformer = importlib.import_module(f"talkstudio.generators.{name}.transformer")
+            model, attribute = getattr(transformer, {"anytalker": "AnyTalkerTransformer",
+                                                     "multitalk": "MultiTalkTransformer"}[name]), "forward"
         create = module.create
         generate = pipeline.generate
-        forward = model.forward
+        forward = getattr(model, attribute)
 
         def timed_create(*args, **kwargs):
             begun = time.perf_counter()
@@ -153,7 +182,7 @@ class Timing:
             self.window = time.perf_counter() - begun
             return made
 
-        def timed_forward(model_self, *args, **kwargs):
+        def timed_forward(model_self, *args, **kwargs):  # a method's self, or the function's model argument
             self._sync()
             begun = time.perf_counter()
             out = forward(model_self, *args, **kwargs)
@@ -162,25 +191,42 @@ class Timing:
             self.finite = self.finite and bool(out.isfinite().all())
             return out
 
-        module.create, pipeline.generate, model.forward = timed_create, timed_generate, timed_forward
+        module.create, pipeline.generate = timed_create, timed_generate
+        setattr(model, attribute, timed_forward)
         try:
             yield
         finally:
-            module.create, pipeline.generate, model.forward = create, generate, forward
+            module.create, pipeline.generate = create, generate
+            setattr(model, attribute, forward)
 
 
 @contextlib.contextmanager
-def tiny_encoders(wanted: bool):
-    """Point the encoders' full-size configurations at the narrow ones the folders were made with."""
+def narrow_encoders(name: str, wanted: bool, tiny: bool):
+    """Point the encoders' full-size configurations at the narrow ones the folders were made with; for
+    Bind-Your-Avatar also the module sizes (tiny, or the released ones with the facial extractor's inputs as
+    wide as the narrow EVA-CLIP and ArcFace), and at the toy size its working size."""
     if not wanted:
         yield
         return
     import pytest
 
-    from anytalker_layout import tiny_configs
-
     patch = pytest.MonkeyPatch()
-    tiny_configs(patch)
+    if name == "bindyouravatar":
+        from bindyouravatar_layout import tiny_configs
+
+        from talkstudio.generators import bindyouravatar
+
+        tiny_configs(patch)
+        if tiny:
+            patch.setattr(bindyouravatar, "MODEL_SIZE", TINY_SIZE)  # the tiny VAE and grid; released: 720x480
+        else:
+            from talkstudio.generators.bindyouravatar import transformer
+
+            patch.setattr(transformer, "RELEASED", _bindyouravatar_additions())
+    else:
+        from anytalker_layout import tiny_configs
+
+        tiny_configs(patch)
     try:
         yield
     finally:
@@ -190,12 +236,15 @@ def tiny_encoders(wanted: bool):
 def build_folders(name: str, root: Path, tiny: bool) -> Path:
     """The official layout with random weights: the tests' tiny folders, with a full-size DiT unless tiny."""
     from anytalker_layout import build_tiny_layout
+    from bindyouravatar_layout import build_tiny_bindyouravatar
     from multitalk_layout import build_tiny_multitalk
 
     root.mkdir(parents=True)
-    (build_tiny_layout if name == "anytalker" else build_tiny_multitalk)(root)
+    {"anytalker": build_tiny_layout, "multitalk": build_tiny_multitalk,
+     "bindyouravatar": build_tiny_bindyouravatar}[name](root)
     if not tiny:
-        (write_full_anytalker if name == "anytalker" else write_full_multitalk)(root)
+        {"anytalker": write_full_anytalker, "multitalk": write_full_multitalk,
+         "bindyouravatar": write_full_bindyouravatar}[name](root)
     return root
 
 
@@ -257,10 +306,70 @@ def write_full_multitalk(root: Path) -> None:
     save_file(audio, root / "MeiGen-MultiTalk" / "multitalk.safetensors")
 
 
+def _bindyouravatar_additions():
+    """The released module sizes, the facial extractor's two input mappings as wide as the narrow encoders."""
+    from bindyouravatar_layout import ARCFACE_FEATURES, EVA
+    from bindyouravatar_speed import released_additions
+
+    return released_additions(vit_dim=EVA["width"], id_dim=ARCFACE_FEATURES + EVA["embed_dim"])
+
+
+def write_full_bindyouravatar(root: Path, lora_rank: int = 128) -> None:
+    """Replace the tiny layout's DiT files with full-size random ones in the released formats:
+    transformer/ (CogVideoX-5B-I2V's config and core, 32 input channels, in three safetensors shards),
+    audio_module/audio_modules.pt, face_module/face_modules.pt, router/router_modules.pt (torch.save'd state
+    dicts), lora_weight/pytorch_lora_weights.safetensors (rank 128 on every block's attn1.to_q / to_k);
+    and the VAE with CogVideoX's 16 latent channels (still narrow). About 17.4 GB, made on the GPU in bf16."""
+    import torch
+    from diffusers import AutoencoderKLCogVideoX
+    from safetensors.torch import save_file
+
+    from bindyouravatar_layout import FOLDER, VAE
+    from bindyouravatar_speed import COGVIDEOX_5B_I2V, random_model
+
+    folder = root / FOLDER
+    text_width = json.loads((folder / "text_encoder" / "config.json").read_text())["d_model"]  # the narrow T5's
+    core = {**COGVIDEOX_5B_I2V, **FULL["bindyouravatar"], "text_embed_dim": text_width}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = random_model(core, _bindyouravatar_additions(), device)
+    state = {k: v.contiguous().cpu() for k, v in model.state_dict().items()}
+    del model
+    state["patch_embed.proj.weight"] = state["patch_embed.proj.weight"][:, :core["in_channels"]].contiguous()
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: state.pop(k) for k in [k for k in state if k.startswith(prefix)]}
+
+    torch.save(part("audio_model."), folder / "audio_module" / "audio_modules.pt")
+    torch.save(part("router."), folder / "router" / "router_modules.pt")
+    layers = core["num_layers"] // 2
+    torch.save({"local_facial_extractor": part("local_facial_extractor."),
+                "perceiver_cross_attention": [part(f"perceiver_cross_attention.{i}.") for i in range(layers)]},
+               folder / "face_module" / "face_modules.pt")
+    transformer = folder / "transformer"
+    for old in transformer.glob("diffusion_pytorch_model*.safetensors"):
+        old.unlink()
+    (transformer / "config.json").write_text(json.dumps(core))
+    keys = sorted(state)
+    for index in range(3):
+        save_file({k: state[k] for k in keys[index::3]},
+                  transformer / f"diffusion_pytorch_model-{index + 1:05d}-of-00003.safetensors")
+    state.clear()
+    inner = core["num_attention_heads"] * core["attention_head_dim"]
+    lora = {}
+    with torch.device(device):
+        for block in range(core["num_layers"]):
+            for target in ("to_q", "to_k"):
+                stem = f"transformer.transformer_blocks.{block}.attn1.{target}"
+                lora[f"{stem}.lora_A.weight"] = torch.randn(lora_rank, inner, dtype=torch.bfloat16) * 0.01
+                lora[f"{stem}.lora_B.weight"] = torch.randn(inner, lora_rank, dtype=torch.bfloat16) * 0.01
+    save_file({k: v.cpu() for k, v in lora.items()}, folder / "lora_weight" / "pytorch_lora_weights.safetensors")
+    shutil.rmtree(folder / "vae")
+    torch.manual_seed(12)
+    AutoencoderKLCogVideoX(**{**VAE, "latent_channels": core["out_channels"]}).save_pretrained(folder / "vae")
+
+
 def write_script(folder: Path, backend: str, frames: int, fps: int, size: tuple[int, int], steps: int) -> Path:
     """A one-scene screenplay whose recorded line makes the scene exactly one window long."""
-    import shutil
-
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "casts" / "maya.png", folder / "ana.png")
     shutil.copy(ROOT / "casts" / "theo.png", folder / "ben.png")
@@ -310,6 +419,15 @@ def mfu(name: str, step: float, frames: int, size: tuple[int, int], cuda: bool) 
         return math.nan
     latent_frames = (frames - 1) // 4 + 1
     lat_h, lat_w = size[1] // 8 // 2 * 2, size[0] // 8
+    if name == "bindyouravatar":  # the window is always the model's 720x480, whatever the video's size
+        from bindyouravatar_speed import COGVIDEOX_5B_I2V, flops, released_additions
+        from talkstudio.generators.bindyouravatar import MODEL_SIZE
+        from talkstudio.generators.bindyouravatar.transformer import make_transformer
+
+        core = {**COGVIDEOX_5B_I2V, **FULL["bindyouravatar"], "in_channels": 3 * COGVIDEOX_5B_I2V["out_channels"]}
+        with torch.device("meta"):
+            model = make_transformer(core, released_additions())
+        return flops(model, latent_frames, MODEL_SIZE[1] // 8, MODEL_SIZE[0] // 8) / step / (peak * 1e12)
     if name == "anytalker":
         from anytalker_speed import flops
         from talkstudio.generators.anytalker.transformer import AnyTalkerConfig
@@ -342,16 +460,16 @@ def print_table(rows: list[dict], seconds: float) -> None:
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"GPU check on {device}, {seconds:.0f} s in all")
-    print(f"{'backend':10s} {'ok':>3s} {'build s':>8s} {'load s':>7s} {'s/step':>7s} {'s/window':>9s} "
+    print(f"{'backend':14s} {'ok':>3s} {'build s':>8s} {'load s':>7s} {'s/step':>7s} {'s/window':>9s} "
           f"{'peak GiB':>9s} {'MFU':>6s} {'speed-up':>9s}  note")
     for row in rows:
         if "load" not in row:
-            print(f"{row['backend']:10s} {'-':>3s}  {row['note']}")
+            print(f"{row['backend']:14s} {'-':>3s}  {row['note']}")
             continue
-        print(f"{row['backend']:10s} {'yes' if row['ok'] else 'NO':>3s} {_shown(row['build'], '8.1f')} "
-              f"{_shown(row['load'], '7.1f')} {_shown(row['step'], '7.2f')} {_shown(row['window'], '9.1f')} "
-              f"{_shown(row['peak'], '9.1f')} {_shown(row['mfu'], '6.1%')} {_shown(row['speedup'], '8.2f')}x  "
-              f"{row['note']}")
+        print(f"{row['backend']:14s} {'yes' if row['ok'] else 'NO':>3s} {_shown(row['build'], '8.1f')} "
+              f"{_shown(row['load'], '7.1f')} {_shown(row['step'], '7.3f')} {_shown(row['window'], '9.1f')} "
+              f"{_shown(row['peak'], '9.1f')} {_shown(row['mfu'], '6.1%')} {_shown(row['speedup'], '8.2f')}"
+              f"{'x' if math.isfinite(row['speedup']) else ' '}  {row['note']}")
 
 
 def _shown(value: float, spec: str) -> str:

@@ -371,3 +371,21 @@ def test_sam2_tracker_prompts_each_face_on_frame_zero_and_returns_its_masks(tmp_
         assert ids == [k + 1] and logits.shape == (1, 1, 64, 96)
         assert np.array_equal(masks[k, index], (logits[0, 0] > 0).numpy())
     assert sorted(i for i, _, _ in seen["logits"][:4]) == [0, 1, 2, 3]
+
+
+def test_the_faces_are_found_again_on_the_first_pass():
+    """As the original re-detects the faces on pass 1's first frame: a prompt from the stage geometry that is off
+    (the people moved in a chained window) takes the face found there; one with no face near keeps its own."""
+    from PIL import Image
+
+    from talkstudio.faces import detect_faces
+    from talkstudio.generators.bindyouravatar.two_stage import FacePrompt, face_prompt, found_again
+
+    frame = np.array(Image.open(Path(__file__).parents[1] / "casts" / "theo.png").convert("RGB"))
+    truth = face_prompt(detect_faces(frame)[0])
+    x0, y0, x1, y1 = truth.box
+    moved = FacePrompt((x0 + 25, y0 + 10, x1 + 25, y1 + 10), truth.points + 20)
+    far = FacePrompt((0.0, 0.0, 20.0, 20.0), np.zeros((5, 2), np.float32))
+    again = found_again(frame, [moved, far])
+    assert again[0].box == truth.box and np.array_equal(again[0].points, truth.points)
+    assert again[1] is far

@@ -11,8 +11,9 @@ The original (`--two_stage_generate`, on in its default config) does this for ev
     4. pass 2: the same window again with that routing in place of the router's, drawing on from pass 1's
        random generator (it is not seeded again), and pass 2's frames are the clip
 
-Here the window's two faces are prompted from the stage geometry (moved to the model size) rather than
-detected again on pass 1's first frame (the original runs InsightFace's buffalo_l detector there), and
+Here the faces are found again on pass 1's first frame, as the original does (it runs InsightFace's
+buffalo_l there; we use the face mesh every backend binds with): each stage face takes the detected face
+nearest to it, and keeps its stage geometry (moved to the model size) when none is near. Then
 the frames go to SAM2 as JPEG files written from pass 1's 8-bit frames (the original writes an mp4 and
 extracts JPEGs from it with supervision's ImageSink: cv2.imwrite at OpenCV's default quality, as here).
 SAM2 is the `sam2` package (1.1.0) with the checkpoint in the models folder; nothing is downloaded at run
@@ -50,6 +51,25 @@ def face_prompt(face) -> FacePrompt:
 
     x, y, w, h = face.box
     return FacePrompt((float(x), float(y), float(x + w), float(y + h)), five_points(face))
+
+
+def found_again(frame: np.ndarray, faces: Sequence[FacePrompt]) -> list[FacePrompt]:
+    """Each face's prompt from the face detected on `frame` nearest its own box centre (within its width),
+    else the prompt it had: a chained window's people may have moved since the stage picture."""
+    from talkstudio.faces import detect_faces
+
+    detected = [face_prompt(face) for face in detect_faces(np.ascontiguousarray(frame))]
+    prompts = []
+    for face in faces:
+        centre, width = _centre(face.box), face.box[2] - face.box[0]
+        near = [(float(np.hypot(*(_centre(d.box) - centre))), d) for d in detected]
+        near = [item for item in near if item[0] <= width]
+        prompts.append(min(near, key=lambda item: item[0])[1] if near else face)
+    return prompts
+
+
+def _centre(box) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
 
 class MaskTracker(Protocol):
@@ -97,7 +117,7 @@ def generate_two_pass(components, window, tracker: MaskTracker, faces: Sequence[
     generator = torch.Generator().manual_seed(seed)  # one generator for both passes, as the original's
     first = pipeline.denoise(components, window, steps, guide, seed, device, generator=generator)
     first = pipeline.to_pixels(pipeline.decode(components, first, device))
-    masks = tracker.track(first, faces)
+    masks = tracker.track(first, found_again(first[0], faces))
     routing = routing_from_masks(masks, token_grid(components, window))
     second = pipeline.denoise(components, replace(window, routing=routing), steps, guide, seed, device,
                               generator=generator)

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests_multitalk_inputs import CONFIG, inputs, seeded_model  # noqa: E402
+from tests_multitalk_inputs import inputs, seeded_model  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "multitalk_tiny.pt"
 

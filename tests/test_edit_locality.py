@@ -62,3 +62,29 @@ def test_an_edit_re_renders_its_own_scene_and_nothing_of_another(tmp_path, write
     first_chunks, second_chunks = (1 + math.ceil(max(frames - 9, 0) / 4) for frames in (first, second))
     assert again == first_chunks + second_chunks
     assert cached == first_chunks  # every chunk of the untouched scene, none of the edited one
+
+
+def test_new_weights_in_the_same_folder_re_render_every_chunk(tmp_path, write_script, monkeypatch, capsys):
+    """A chunk's key names the backend's weights: replaced in place, none of the old chunks is reused."""
+    import torch
+
+    from cli import main
+    from talkstudio import generators
+    from tests_anytalker_inputs import seeded_model
+
+    tiny_configs(monkeypatch)
+    models = build_tiny_layout(tmp_path / "models")
+    script = write_script(SCRIPT.replace("LINE", "Yes."))
+
+    def render(out: str):
+        monkeypatch.setattr(generators, "_instances", {})
+        assert main(["render", str(script), "--models", str(models), "--frame-num", "9", "-o", str(tmp_path / out),
+                     "--cache", str(tmp_path / "cache")]) == 0
+        return _chunks(capsys)
+
+    total, _ = render("first.mp4")
+    assert render("again.mp4") == (total, total)  # same weights: all from the cache
+    state = seeded_model().state_dict()
+    state["head.head.bias"] = state["head.head.bias"] + 0.5
+    torch.save({"model": state}, models / "AnyTalker" / "1_3B-single-v1.pth")
+    assert render("retrained.mp4") == (total, 0)

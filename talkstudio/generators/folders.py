@@ -17,3 +17,23 @@ def check_complete(backend: str, root: Path, missing: list[tuple[Path, str]], do
         f"the {backend} models under {root} are incomplete; missing: "
         + ", ".join(str(path.relative_to(root)) for path, _ in missing),
         hint="download them (Hugging Face CLI): " + "; ".join(downloads[s].replace("DIR", str(root)) for s in sources)))
+
+
+def weights_identity(files) -> str:
+    """A short digest of every file a backend loads (name, size, modification time; folders walked), for its
+    version: chunks rendered with other weights in the same folder are not taken from the cache. Reading
+    tens of gigabytes to hash them would cost minutes at every start."""
+    import dataclasses
+    import hashlib
+
+    digest = hashlib.sha256()
+    for field in dataclasses.fields(files):
+        value = getattr(files, field.name)
+        for path in value if isinstance(value, tuple) else (value,):
+            if not isinstance(path, Path):
+                continue
+            for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if item.is_file():
+                    stat = item.stat()
+                    digest.update(f"{item.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:12]

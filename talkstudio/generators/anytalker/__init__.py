@@ -31,6 +31,7 @@ def create(models=None, device: str | None = None, steps: int | None = None, gui
     at several GB more, which is what does not fit on 24 GB cards.
     """
     from talkstudio.generators.anytalker.models import load_transformer, locate
+    from talkstudio.generators.folders import weights_identity
     from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
     root = models_root("anytalker", models)
@@ -44,23 +45,24 @@ def create(models=None, device: str | None = None, steps: int | None = None, gui
     components = load_components(files, load_transformer, device, offload=offload)
     if vae_tiles:
         components.vae.enable_tiling()
-    return AnyTalkerGenerator(components, steps, shift, guide, max_area, device, vae_tiles)
+    return AnyTalkerGenerator(components, steps, shift, guide, max_area, device, vae_tiles, weights_identity(files))
 
 
 class AnyTalkerGenerator:
     info = GENERATORS["anytalker"]
 
     def __init__(self, components, steps: int = 40, shift: float = 3.0, guide: float = 4.5,
-                 max_area: int = 832 * 480, device: str = "cpu", vae_tiles: bool = False):
+                 max_area: int = 832 * 480, device: str = "cpu", vae_tiles: bool = False, weights: str = ""):
         self.components, self.device = components, device
         self.steps, self.shift, self.guide, self.max_area = steps, shift, guide, max_area
         self.vae_tiles = vae_tiles
         self.tracks = TrackFeatures()
+        self.weights = weights  # weights_identity of the files it was loaded from
 
     def version(self) -> str:
         # tiled decoding blends tile seams, so its frames differ slightly from a whole decode
         tiles = ":tiles" if self.vae_tiles else ""
-        return f"{VERSION}:{self.steps}:{self.shift}:{self.guide}:{self.max_area}{tiles}"
+        return f"{VERSION}:{self.steps}:{self.shift}:{self.guide}:{self.max_area}{tiles}:{self.weights}"
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
         from talkstudio.generators.anytalker.pipeline import Window, generate

@@ -32,6 +32,7 @@ def create(models=None, device: str | None = None, steps: int = 50, guide: float
     the sam2 package imports and the folder holds its checkpoint; True without them is an InputError."""
     from talkstudio.generators.bindyouravatar import two_stage as stages
     from talkstudio.generators.bindyouravatar.models import locate
+    from talkstudio.generators.folders import weights_identity
     from talkstudio.generators.wan_pipeline import models_root, torch_device
 
     files = locate(models_root("bindyouravatar", models))
@@ -39,7 +40,8 @@ def create(models=None, device: str | None = None, steps: int = 50, guide: float
     if two_stage is None:  # the checkpoint first: without it sam2 is not even imported
         two_stage = files.sam2 is not None and not stages.sam2_missing(files.sam2)
     tracker = stages.load_tracker(files, device) if two_stage else None  # before the big models load
-    return BindYourAvatarGenerator(load_components(files, device), steps, guide, device, tracker=tracker)
+    return BindYourAvatarGenerator(load_components(files, device), steps, guide, device, tracker=tracker,
+                                   weights=weights_identity(files))
 
 
 def load_components(files, device: str):
@@ -71,14 +73,17 @@ def load_components(files, device: str):
 class BindYourAvatarGenerator:
     info = GENERATORS["bindyouravatar"]
 
-    def __init__(self, components, steps: int = 50, guide: float = 7.0, device: str = "cpu", tracker=None):
+    def __init__(self, components, steps: int = 50, guide: float = 7.0, device: str = "cpu", tracker=None,
+                 weights: str = ""):
         self.components, self.steps, self.guide, self.device = components, steps, guide, device
         self.tracker = tracker  # a two_stage.MaskTracker: the two-stage mode; None: one pass
         self.tracks = TrackFeatures()
         self._identities: dict[str, tuple] = {}  # stage key -> (faces, first-frame condition)
+        self.weights = weights  # weights_identity of the files it was loaded from
 
     def version(self) -> str:
-        return f"{VERSION}:{self.steps}:{self.guide}" + (":two_stage" if self.tracker is not None else "")
+        two_stage = ":two_stage" if self.tracker is not None else ""
+        return f"{VERSION}:{self.steps}:{self.guide}{two_stage}:{self.weights}"
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
         from talkstudio.generators.bindyouravatar.pipeline import Window, generate

@@ -38,6 +38,7 @@ def create(models=None, device: str | None = None, backend: str = "multitalk", s
     """
     from pathlib import Path
 
+    from talkstudio.generators.folders import weights_identity
     from talkstudio.generators.multitalk.models import load_transformer, locate
     from talkstudio.generators.wan_pipeline import gpu_gib, load_components, models_root, torch_device
 
@@ -57,7 +58,7 @@ def create(models=None, device: str | None = None, backend: str = "multitalk", s
     shift = shift or (SHIFT[480] if resolution <= 480 else SHIFT[720])
     settings = Settings(backend, steps, text_guide, audio_guide, shift, resolution, apg,
                         lora, lora_scale, bool(components.vae.use_tiling), fit)
-    return MultiTalkGenerator(components, settings, files.people, device)
+    return MultiTalkGenerator(components, settings, files.people, device, weights_identity(files))
 
 
 def create_multitalk(**options) -> MultiTalkGenerator:
@@ -102,13 +103,14 @@ class Settings:
 
 
 class MultiTalkGenerator:
-    def __init__(self, components, settings: Settings, people: int = 2, device: str = "cpu"):
+    def __init__(self, components, settings: Settings, people: int = 2, device: str = "cpu", weights: str = ""):
         self.components, self.settings, self.people, self.device = components, settings, people, device
         self.info = GENERATORS[settings.backend]
         self.tracks = TrackFeatures()
+        self.weights = weights  # weights_identity of the files it was loaded from
 
     def version(self) -> str:
-        return self.settings.identity()
+        return f"{self.settings.identity()}:{self.weights}"
 
     def generate(self, request: ChunkRequest) -> np.ndarray:
         import torch

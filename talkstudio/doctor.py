@@ -85,26 +85,28 @@ def _backend(name: str, models: Path | None) -> Check:
         return Check(f"backend {name}", False, "not available in this version")
     problems = []
     if not _installed("torch"):
-        problems.append("torch missing: pip install 'talkstudio[anytalker]' (install torch first for your CUDA)")
+        extra = "bindyouravatar" if name == "bindyouravatar" else "anytalker"
+        problems.append(f"torch missing: pip install 'talkstudio[{extra}]' (install torch first for your CUDA)")
     elif info.needs_gpu:
         import torch
 
         if not torch.cuda.is_available():
             problems.append("no CUDA GPU visible (it runs on the CPU only at toy sizes)")
     root = models or (Path(os.environ[MODELS_ENV]) if os.environ.get(MODELS_ENV) else None)
+    files = None
     if root is None:
         problems.append(f"no model folder: pass --models DIR or set {MODELS_ENV}")
     else:
         from talkstudio.errors import InputError
 
         try:
-            _locate(name, root)
+            files = _locate(name, root)
         except InputError as error:
             problems.append(error.problems[0].message)
     licence = f". Licence: {LICENCES[name]}" if name in LICENCES else ""
     if problems:
         return Check(f"backend {name}", False, "; ".join(problems) + licence)
-    return Check(f"backend {name}", True, f"ready with the models in {root}{_notes(name, root)}{licence}")
+    return Check(f"backend {name}", True, f"ready with the models in {root}{_notes(name, files)}{licence}")
 
 
 LICENCES = {"bindyouravatar": "its weights derive from CogVideoX-5B-I2V and fall under the CogVideoX licence "
@@ -112,15 +114,12 @@ LICENCES = {"bindyouravatar": "its weights derive from CogVideoX-5B-I2V and fall
                               "models are for non-commercial research only"}
 
 
-def _notes(name: str, root: Path) -> str:
-    """What a ready backend will do without an optional part."""
+def _notes(name: str, files) -> str:
+    """What a ready backend will do without an optional part (`files`: what its locate found)."""
     if name != "bindyouravatar":
         return ""
-    from talkstudio.generators.bindyouravatar.models import locate
-
     from talkstudio.generators.bindyouravatar.two_stage import sam2_missing
 
-    files = locate(root)
     notes = [] if files.parsing else ["no face_encoder/parsing_bisenet.pth: faces cut out with mediapipe's mask"]
     if files.sam2 is None or sam2_missing(files.sam2):
         notes.append("one pass per window (two-stage routing needs the sam2 package and sam2/sam2.1_hiera_large.pt)")
@@ -129,19 +128,19 @@ def _notes(name: str, root: Path) -> str:
     return " (" + "; ".join(notes) + ")"
 
 
-def _locate(name: str, root: Path) -> None:
+def _locate(name: str, root: Path):
+    """The backend's files under `root` (an InputError saying what is missing)."""
     if name == "bindyouravatar":
         from talkstudio.generators.bindyouravatar.models import locate
 
-        locate(root)
-    elif name == "anytalker":
+        return locate(root)
+    if name == "anytalker":
         from talkstudio.generators.anytalker.models import locate
 
-        locate(root)
-    else:
-        from talkstudio.generators.multitalk.models import locate
+        return locate(root)
+    from talkstudio.generators.multitalk.models import locate
 
-        locate(root, name)
+    return locate(root, name)
 
 
 def ray_exposure(address: str) -> list[Check]:

@@ -295,8 +295,8 @@ def _check_people(screenplay, info) -> None:
     if info.max_people is None and not info.min_people:
         return
     most = info.max_people if info.max_people is not None else float("inf")
-    wrong = [(scene.id, on_stage(scene, screenplay)) for scene in screenplay.scenes
-             if not info.min_people <= len(on_stage(scene, screenplay)) <= most]
+    people = [(scene.id, on_stage(scene, screenplay)) for scene in screenplay.scenes]
+    wrong = [(scene, names) for scene, names in people if not info.min_people <= len(names) <= most]
     if wrong:
         needs = (f"exactly {info.min_people}" if info.min_people == info.max_people else
                  f"at most {info.max_people}" if not info.min_people else f"at least {info.min_people}")

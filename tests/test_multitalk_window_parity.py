@@ -153,8 +153,9 @@ def test_the_comparison_sees_a_changed_guide_a_moved_box_swapped_voices_and_the_
     prompt swapped: 1.6e-3), so the text path rests on the DiT's forward parity (test_multitalk_parity)."""
     from dataclasses import replace
 
-    from talkstudio.generators.multitalk import _fit, box_regions
+    from talkstudio.generators.multitalk import box_regions
     from talkstudio.generators.multitalk.pipeline import Guidance
+    from talkstudio.stage import cover
 
     fixture = _load("multitalk_window_2p")
     components = loaded["multitalk"]
@@ -167,7 +168,7 @@ def test_the_comparison_sees_a_changed_guide_a_moved_box_swapped_voices_and_the_
         "person 1's box 4 px wider": (replace(window, regions=box_regions(
             [(top, left, bottom, right + 4), other], *image.shape[:2], width, height)), {}),
         "voices swapped": (replace(window, audio=window.audio.flip(0)), {}),
-        "the picture cover-fitted (the product's way)": (replace(window, image=_fit(image, width, height)[0]), {}),
+        "the picture cover-fitted (the product's way)": (replace(window, image=cover(image, width, height)[0]), {}),
     }
     for name, (changed, settings) in cases.items():
         latent_error, _ = _errors(components, fixture, changed, **settings)

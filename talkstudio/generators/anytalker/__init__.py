@@ -14,6 +14,7 @@ import numpy as np
 from talkstudio.generators import GENERATORS, ChunkRequest
 from talkstudio.generators.anytalker.audio import TrackFeatures
 from talkstudio.generators.anytalker.models import model_size
+from talkstudio.stage import cover
 
 VERSION = "anytalker-1"  # 1: wav2vec over the whole scene track
 LOW_MEMORY_GIB = 40  # GPUs smaller than this get offloading and tiled VAE decoding by default
@@ -69,17 +70,17 @@ class AnyTalkerGenerator:
 
         height, width = request.stage.image.shape[:2]
         model_w, model_h = model_size(width, height, self.max_area)
-        image, (scale, dx, dy) = _fit(request.stage.image, model_w, model_h)
+        image, (scale, dx, dy) = cover(request.stage.image, model_w, model_h)
         names = list(request.stage.faces)
         faces = [_box(request.stage.faces[n].box, scale, dx, dy) for n in names]
         with self.components.using(self.components.wav2vec, self.device) as wav2vec:
             audio = [self.tracks.window(wav2vec, request, n) for n in names]
         carried = None
         if request.carried is not None:
-            carried = np.stack([_fit(frame, model_w, model_h)[0] for frame in request.carried])
+            carried = np.stack([cover(frame, model_w, model_h)[0] for frame in request.carried])
         window = Window(image, faces, audio, request.frame_num, request.prompt, carried)
         frames = generate(self.components, window, self.steps, self.shift, self.guide, request.seed, self.device)
-        return np.stack([_fit(frame, width, height)[0] for frame in frames])
+        return np.stack([cover(frame, width, height)[0] for frame in frames])
 
 
 def _variant(root) -> str:
@@ -91,11 +92,6 @@ def _variant(root) -> str:
         return "1.3B"
     return "14B"
 
-
-def _fit(image: np.ndarray, width: int, height: int):
-    from talkstudio.stage import cover
-
-    return cover(image, width, height)
 
 
 def _box(box, scale, dx, dy):

@@ -20,6 +20,7 @@ import numpy as np
 
 from talkstudio.generators import GENERATORS, ChunkRequest
 from talkstudio.generators.anytalker.audio import TrackFeatures
+from talkstudio.stage import cover
 
 VERSION = "bindyouravatar-1"
 MODEL_SIZE = (720, 480)  # width, height: the router's position table and the training size
@@ -90,9 +91,10 @@ class BindYourAvatarGenerator:
 
         height, width = request.stage.image.shape[:2]
         names = two_people(request)
-        picture, (scale, dx, dy) = _fit(request.stage.image, *MODEL_SIZE)
-        faces, condition = self._identity(request, names, picture, (scale, dx, dy))
-        background = picture if request.carried is None else _fit(request.carried[-1], *MODEL_SIZE)[0]
+        picture, transform = cover(request.stage.image, *MODEL_SIZE)
+        moved = [request.stage.faces[n].transformed(*transform) for n in names]  # at the model size
+        faces, condition = self._identity(request.stage.key, picture, moved)
+        background = picture if request.carried is None else cover(request.carried[-1], *MODEL_SIZE)[0]
         window = Window(condition, faces, self._audio(request, names), np.eye(2, dtype=np.float32), background,
                         request.frame_num, request.prompt)
         if self.tracker is None:
@@ -100,25 +102,23 @@ class BindYourAvatarGenerator:
         else:
             from talkstudio.generators.bindyouravatar.two_stage import face_prompt, generate_two_pass
 
-            prompts = [face_prompt(request.stage.faces[n].transformed(scale, dx, dy)) for n in names]
-            frames = generate_two_pass(self.components, window, self.tracker, prompts, self.steps, self.guide,
-                                       request.seed, self.device)
-        return np.stack([_fit(frame, width, height)[0] for frame in frames])
+            frames = generate_two_pass(self.components, window, self.tracker, [face_prompt(f) for f in moved],
+                                       self.steps, self.guide, request.seed, self.device)
+        return np.stack([cover(frame, width, height)[0] for frame in frames])
 
-    def _identity(self, request: ChunkRequest, names, picture, transform):
-        """The two faces' identity inputs and the first-frame condition, once per stage."""
+    def _identity(self, stage_key: str, picture, faces):
+        """The two faces' identity inputs and the first-frame condition, once per stage (`faces` in `picture`)."""
         import torch
 
         from talkstudio.generators.bindyouravatar.identity import condition_image, five_points
 
-        if request.stage.key not in self._identities:
-            encoded = [self.components.identity.encode(picture, five_points(request.stage.faces[n].transformed(*transform)))
-                       for n in names]
+        if stage_key not in self._identities:
+            encoded = [self.components.identity.encode(picture, five_points(face)) for face in faces]
             embeddings = torch.stack([torch.as_tensor(e[0]).reshape(-1) for e in encoded])
             levels = [torch.stack([torch.as_tensor(e[1][level]) for e in encoded]) for level in range(5)]
-            condition = _fit(condition_image(encoded[0][2], encoded[1][2]), *MODEL_SIZE)[0]  # made at 720x480
-            self._identities[request.stage.key] = ((embeddings, levels), condition)
-        return self._identities[request.stage.key]
+            condition = cover(condition_image(encoded[0][2], encoded[1][2]), *MODEL_SIZE)[0]  # made at 720x480
+            self._identities[stage_key] = ((embeddings, levels), condition)
+        return self._identities[stage_key]
 
     def _audio(self, request: ChunkRequest, names):
         """[2, frames + 4, layers, channels]: each voice's rows for the window, two either side (clamped at the
@@ -144,8 +144,3 @@ def two_people(request: ChunkRequest) -> list[str]:
                                  hint="list two people in the scene's cast:, or render it with another backend"))
     return names
 
-
-def _fit(image: np.ndarray, width: int, height: int):
-    from talkstudio.stage import cover
-
-    return cover(image, width, height)

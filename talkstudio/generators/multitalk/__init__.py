@@ -18,6 +18,7 @@ import numpy as np
 
 from talkstudio.generators import GENERATORS, ChunkRequest
 from talkstudio.generators.anytalker.audio import TrackFeatures
+from talkstudio.stage import cover
 
 VERSION = "multitalk-1"  # 1: wav2vec over the whole scene track
 LOW_MEMORY_GIB = 60  # the 14B DiT alone is ~28 GB in bf16: smaller GPUs keep the encoders and VAE off it
@@ -120,7 +121,7 @@ class MultiTalkGenerator:
 
         height, width = request.stage.image.shape[:2]
         model_w, model_h = model_size(width, height, self.settings.resolution)
-        fit = original_fit if self.settings.fit == "original" else _fit
+        fit = original_fit if self.settings.fit == "original" else cover
         image, (scale, dx, dy) = fit(request.stage.image, model_w, model_h)
         names = self._people(request)
         boxes = [_box(request.stage.faces[n].box, scale, dx, dy) for n in names]
@@ -135,7 +136,7 @@ class MultiTalkGenerator:
         guidance = Guidance(self.settings.text_guide, self.settings.audio_guide, self.settings.apg)
         frames = generate(self.components, window, self.settings.steps, self.settings.shift, guidance,
                           request.seed, self.device)
-        return np.stack([_fit(frame, width, height)[0] for frame in frames])
+        return np.stack([cover(frame, width, height)[0] for frame in frames])
 
     def _people(self, request: ChunkRequest) -> list[str]:
         from talkstudio.errors import InputError, Problem
@@ -202,11 +203,6 @@ def box_regions(boxes, source_height: int, source_width: int, width: int, height
     top, left = int(round((scaled_h - height) / 2.0)), int(round((scaled_w - width) / 2.0))
     return scaled[:, top:top + height, left:left + width].numpy()
 
-
-def _fit(image: np.ndarray, width: int, height: int):
-    from talkstudio.stage import cover
-
-    return cover(image, width, height)
 
 
 def _box(box, scale, dx, dy):
